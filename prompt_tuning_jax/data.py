@@ -1,0 +1,102 @@
+"""Tokenized examples in memory, batched into a few padded length buckets.
+
+A train batch is a pure function of (seed, step): epoch e uses permutation
+rng(seed, e), so a run resumed at step s sees exactly the batches it would have.
+Padding every batch to one of a few bucket lengths bounds the number of compiles.
+"""
+
+import dataclasses
+from typing import Dict, Iterator, List, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from prompt_tuning_jax import tasks
+
+Batch = Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Examples:
+  """Tokenized examples of one split: ragged ids and token types, int labels."""
+  input_ids: List[np.ndarray]
+  token_type_ids: List[np.ndarray]
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+def load_examples(task_name: str, split: str, max_length: int) -> Examples:
+  """Runs the seqio task's preprocessing once and keeps the result in memory."""
+  task = tasks.get_task(task_name)
+  ds = task.get_dataset(sequence_length={"inputs": max_length}, split=split, shuffle=False, use_cached=False)
+  ids, types, labels = [], [], []
+  for ex in tfds.as_numpy(ds):
+    ids.append(ex["inputs"])
+    types.append(ex["token_type_ids"])
+    labels.append(ex["label"])
+  if not labels:
+    raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
+  return Examples(ids, types, np.asarray(labels, np.int32))
+
+
+def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:
+  """Powers of two from `smallest` below `max_length`, then `max_length`."""
+  out, n = [], smallest
+  while n < max_length:
+    out.append(n)
+    n *= 2
+  return out + [max_length]
+
+
+def pad_batch(examples: Examples, index: Sequence[int], buckets: Sequence[int], batch_size: int) -> Batch:
+  """Examples at `index` -> arrays [B, T] padded to the smallest fitting bucket.
+
+  Rows beyond len(index) (a short final eval batch) are padding with weight 0.
+  """
+  longest = max(len(examples.input_ids[i]) for i in index)
+  length = next(b for b in buckets if b >= longest)
+  ids = np.zeros((batch_size, length), np.int32)
+  types = np.zeros((batch_size, length), np.int32)
+  labels = np.zeros((batch_size,), np.int32)
+  weights = np.zeros((batch_size,), np.float32)
+  for row, i in enumerate(index):
+    n = len(examples.input_ids[i])
+    ids[row, :n] = examples.input_ids[i]
+    types[row, :n] = examples.token_type_ids[i]
+    labels[row] = examples.labels[i]
+    weights[row] = 1.0
+  return {"input_ids": ids, "token_type_ids": types, "attention_mask": (ids != 0).astype(np.int32),
+          "labels": labels, "weights": weights}
+
+
+class TrainBatches:
+  """Endless shuffled batches; batch s is determined by (seed, s)."""
+
+  def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int):
+    if len(examples) < batch_size:
+      raise ValueError(f"the training split has {len(examples)} examples, fewer than BATCH_SIZE={batch_size}.")
+    self.examples, self.batch_size, self.seed = examples, batch_size, seed
+    self.buckets = bucket_lengths(max_length)
+    self.steps_per_epoch = len(examples) // batch_size
+    self._epoch, self._order = -1, None
+
+  def batch(self, step: int) -> Batch:
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch, self._order = epoch, np.random.default_rng((self.seed, epoch)).permutation(len(self.examples))
+    index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+    return pad_batch(self.examples, index, self.buckets, self.batch_size)
+
+  def from_step(self, step: int) -> Iterator[Batch]:
+    while True:
+      yield self.batch(step)
+      step += 1
+
+
+def eval_batches(examples: Examples, batch_size: int, max_length: int) -> Iterator[Batch]:
+  """Every example once, in order; the last batch padded with zero-weight rows."""
+  buckets = bucket_lengths(max_length)
+  for start in range(0, len(examples), batch_size):
+    yield pad_batch(examples, range(start, min(start + batch_size, len(examples))), buckets, batch_size)

@@ -1,0 +1,44 @@
+"""Export of a trained prompt and head to one small safetensors file.
+
+Format (`prompt_tuning_jax.export/1`):
+  tensors:  '/'-joined parameter paths -> float32 arrays, exactly the trainable
+            parameters with any reparameterization collapsed (a DeepPrompt with an MLP
+            is stored as its table `prompt/prefix` [L, 2, P, N, D]).
+  metadata (all strings): format, task, label_names (JSON list), step, metric,
+            backbone (directory name), hidden_size, num_hidden_layers,
+            num_attention_heads, prompt_length, position_policy, pooling.
+Load with `load_export(path)` -> (tensors, metadata).
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+FORMAT = "prompt_tuning_jax.export/1"
+
+
+def save_export(path, tensors: Dict[str, np.ndarray], metadata: Dict[str, object]) -> int:
+  """Writes atomically (temp file + rename) and returns the file size in bytes."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  meta = {"format": FORMAT, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
+  tmp = path.with_name(path.name + ".tmp")
+  save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(tmp), metadata=meta)
+  os.replace(tmp, path)
+  return path.stat().st_size
+
+
+def load_export(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  try:
+    with safe_open(str(path), "np") as f:
+      metadata = f.metadata() or {}
+  except Exception as e:  # safetensors raises its own error types.
+    raise ValueError(f"{path} is not a readable safetensors prompt file: {e}") from e
+  if metadata.get("format") != FORMAT:
+    raise ValueError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}.")
+  return load_file(str(path)), metadata

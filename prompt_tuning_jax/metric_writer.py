@@ -1,0 +1,62 @@
+"""Training metrics to the console, MODEL_DIR/metrics.jsonl and TensorBoard events."""
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class MetricWriter:
+  """Writes scalars for a split ('train', 'validation') at a step."""
+
+  def __init__(self, model_dir):
+    self.model_dir = Path(model_dir)
+    self._jsonl = open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8")
+    self._tb = {}
+
+  def write(self, split: str, step: int, scalars: Dict[str, float]) -> None:
+    record = {"split": split, "step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if split not in self._tb:
+      self._tb[split] = tf.summary.create_file_writer(str(self.model_dir / "tensorboard" / split))
+    with self._tb[split].as_default(step=step):
+      for k, v in scalars.items():
+        tf.summary.scalar(k, float(v))
+    self._tb[split].flush()
+
+  def close(self) -> None:
+    self._jsonl.close()
+    for w in self._tb.values():
+      w.close()
+
+
+class Progress:
+  """Console progress: step, loss, accuracy, steps/s, tokens/s, ETA."""
+
+  def __init__(self, first_step: int, total_steps: int):
+    self.total = total_steps
+    self._step, self._time = first_step, time.perf_counter()
+
+  def report(self, step: int, loss: float, accuracy: float, tokens: float) -> Dict[str, float]:
+    now = time.perf_counter()
+    steps = max(step - self._step, 1)
+    elapsed = max(now - self._time, 1e-9)
+    rate = steps / elapsed
+    print(f"step {step:>6}/{self.total} | loss {loss:.4f} | acc {accuracy:5.1f}% | {rate:.2f} steps/s | "
+          f"{tokens / elapsed:,.0f} tok/s | ETA {format_duration((self.total - step) / rate)}", flush=True)
+    self._step, self._time = step, now
+    return {"steps_per_second": rate, "tokens_per_second": tokens / elapsed}
+
+  def restart_clock(self, step: int) -> None:
+    """Excludes evaluation and checkpoint time from the next rate."""
+    self._step, self._time = step, time.perf_counter()

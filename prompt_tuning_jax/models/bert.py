@@ -1,0 +1,241 @@
+"""BERT-family encoder (BERT, MiniLM, RoBERTa) in Flax linen.
+
+Post-norm Transformer encoder matching Hugging Face `BertModel` numerics. Deep prompts
+enter through one hook: each layer's self-attention accepts an optional `prefix`
+(keys and values prepended to its own keys and values, always visible).
+
+Parameter tree (logical axes in brackets):
+  embeddings/word_embeddings/embedding          [vocab, embed]
+  embeddings/position_embeddings/embedding      [abspos, embed]
+  embeddings/token_type_embeddings/embedding    [token_types, embed]
+  embeddings/layer_norm/{scale,bias}            [embed]
+  layers_{i}/attention/{query,key,value}/kernel [embed, joined_kv]  bias [joined_kv]
+  layers_{i}/attention/out/kernel               [joined_kv, embed]  bias [embed]
+  layers_{i}/attention_layer_norm/{scale,bias}  [embed]
+  layers_{i}/mlp/wi/kernel [embed, mlp], bias [mlp]; mlp/wo/kernel [mlp, embed], bias [embed]
+  layers_{i}/mlp_layer_norm/{scale,bias}        [embed]
+  pooler/{kernel [embed, embed], bias [embed]}
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from prompt_tuning_jax.partitioning import with_axes
+
+# (keys, values), each [B, P, N, D]: a deep prompt for one layer.
+Prefix = Tuple[jax.Array, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Architecture hyperparameters, named as in Hugging Face `config.json`."""
+  vocab_size: int = 30522
+  hidden_size: int = 384
+  num_hidden_layers: int = 6
+  num_attention_heads: int = 12
+  intermediate_size: int = 1536
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  pad_token_id: int = 0
+  # Position ids of real tokens start here: 0 for BERT, pad_token_id + 1 for RoBERTa.
+  position_id_offset: int = 0
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_attention_heads
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "BertConfig":
+    """Builds a config from a Hugging Face config dict, ignoring unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    if d.get("model_type") in ("roberta", "xlm-roberta", "camembert") and "position_id_offset" not in d:
+      kwargs["position_id_offset"] = d.get("pad_token_id", 1) + 1
+    return cls(**kwargs)
+
+  @classmethod
+  def from_json(cls, path) -> "BertConfig":
+    return cls.from_dict(json.loads(Path(path).read_text()))
+
+  def replace(self, **kwargs) -> "BertConfig":
+    return dataclasses.replace(self, **kwargs)
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+}
+
+
+def check_position_table(config: BertConfig, num_positions: int, what: str = "sequence") -> None:
+  """Raises ValueError when `num_positions` ids do not fit the position table."""
+  needed = num_positions + config.position_id_offset
+  if needed > config.max_position_embeddings:
+    raise ValueError(
+        f"{what} needs {needed} position ids but the backbone's position table has "
+        f"{config.max_position_embeddings} rows (max_position_embeddings). Shorten "
+        "TASK_FEATURE_LENGTHS['inputs'], use a shorter prompt, or keep real tokens' "
+        "positions starting at 0 (DeepPrompt position policy 'from_zero').")
+
+
+def _dense(features, axes, name, kernel_init):
+  return nn.Dense(
+      features,
+      kernel_init=with_axes(kernel_init, *axes),
+      bias_init=with_axes(nn.initializers.zeros, axes[-1]),
+      name=name)
+
+
+def _layer_norm(config, name):
+  return nn.LayerNorm(
+      epsilon=config.layer_norm_eps,
+      scale_init=with_axes(nn.initializers.ones, "embed"),
+      bias_init=with_axes(nn.initializers.zeros, "embed"),
+      name=name)
+
+
+class Embeddings(nn.Module):
+  """Word + position + token-type embeddings, LayerNorm, dropout."""
+  config: BertConfig
+
+  def setup(self):
+    c = self.config
+    init = nn.initializers.normal(0.02)
+    self.word_embeddings = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=with_axes(init, "vocab", "embed"))
+    self.position_embeddings = nn.Embed(
+        c.max_position_embeddings, c.hidden_size, embedding_init=with_axes(init, "abspos", "embed"))
+    self.token_type_embeddings = nn.Embed(
+        c.type_vocab_size, c.hidden_size, embedding_init=with_axes(init, "token_types", "embed"))
+    self.layer_norm = _layer_norm(c, "layer_norm")
+    self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+  def embed_words(self, input_ids):
+    """[B, T] ids -> [B, T, H] word embeddings (no positions)."""
+    return self.word_embeddings(input_ids)
+
+  def __call__(self, word_embeds, token_type_ids, position_ids, deterministic: bool):
+    """[B, T, H] word embeddings -> [B, T, H] input states."""
+    x = word_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+    return self.dropout(self.layer_norm(x), deterministic=deterministic)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with an optional always-visible key/value prefix."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask, prefix: Optional[Prefix], deterministic: bool):
+    """x: [B, T, H]; mask: [B, T] (1 = real token); prefix: ([B, P, N, D],) * 2."""
+    c = self.config
+    b, t, _ = x.shape
+    n, d = c.num_attention_heads, c.head_dim
+    init = nn.initializers.normal(0.02)
+    split = lambda y: y.reshape(b, t, n, d)
+    q = split(_dense(c.hidden_size, ("embed", "joined_kv"), "query", init)(x))
+    k = split(_dense(c.hidden_size, ("embed", "joined_kv"), "key", init)(x))
+    v = split(_dense(c.hidden_size, ("embed", "joined_kv"), "value", init)(x))
+    key_mask = mask.astype(bool)
+    if prefix is not None:
+      prefix_k, prefix_v = prefix
+      k = jnp.concatenate([prefix_k.astype(k.dtype), k], axis=1)
+      v = jnp.concatenate([prefix_v.astype(v.dtype), v], axis=1)
+      key_mask = jnp.concatenate([jnp.ones(prefix_k.shape[:2], bool), key_mask], axis=1)
+    logits = jnp.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
+    logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    probs = nn.Dropout(c.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+    out = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, t, n * d)
+    return _dense(c.hidden_size, ("joined_kv", "embed"), "out", init)(out)
+
+
+class Mlp(nn.Module):
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.config
+    init = nn.initializers.normal(0.02)
+    h = _ACTIVATIONS[c.hidden_act](_dense(c.intermediate_size, ("embed", "mlp"), "wi", init)(x))
+    return _dense(c.hidden_size, ("mlp", "embed"), "wo", init)(h)
+
+
+class EncoderLayer(nn.Module):
+  """Post-norm block: x = LN(x + Attn(x)); x = LN(x + MLP(x))."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask, prefix: Optional[Prefix], deterministic: bool):
+    c = self.config
+    drop = lambda y: nn.Dropout(c.hidden_dropout_prob)(y, deterministic=deterministic)
+    x = _layer_norm(c, "attention_layer_norm")(x + drop(SelfAttention(c, name="attention")(x, mask, prefix, deterministic)))
+    return _layer_norm(c, "mlp_layer_norm")(x + drop(Mlp(c, name="mlp")(x)))
+
+
+class BertEncoder(nn.Module):
+  """The backbone. Returns last hidden states [B, T, H] and pooled [B, H]."""
+  config: BertConfig
+
+  def setup(self):
+    c = self.config
+    self.embeddings = Embeddings(c)
+    self.layers = [EncoderLayer(c) for _ in range(c.num_hidden_layers)]
+    self.pooler = _dense(c.hidden_size, ("embed", "embed"), "pooler", nn.initializers.normal(0.02))
+
+  def embed_words(self, input_ids):
+    return self.embeddings.embed_words(input_ids)
+
+  def default_position_ids(self, batch: int, length: int, start: int = 0):
+    """[B, T] position ids start, start+1, ... shifted by the config's offset."""
+    check_position_table(self.config, start + length)
+    ids = jnp.arange(length, dtype=jnp.int32) + start + self.config.position_id_offset
+    return jnp.broadcast_to(ids, (batch, length))
+
+  def __call__(self,
+               input_ids,
+               token_type_ids,
+               attention_mask,
+               *,
+               position_ids=None,
+               inputs_embeds=None,
+               layer_prefixes: Optional[Sequence[Optional[Prefix]]] = None,
+               deterministic: bool = True):
+    """Encodes a batch.
+
+    Args:
+      input_ids: [B, T] token ids (ignored when `inputs_embeds` is given).
+      token_type_ids: [B, T] segment ids.
+      attention_mask: [B, T], 1 for real tokens, 0 for padding.
+      position_ids: [B, T]; default 0..T-1 (+ the config's offset).
+      inputs_embeds: [B, T, H] word embeddings to use instead of looking up ids
+        (input prompts are prepended here).
+      layer_prefixes: per layer, None or (keys, values) [B, P, N, D] (deep prompts).
+      deterministic: False enables dropout (needs a 'dropout' rng).
+
+    Returns:
+      (hidden [B, T, H], pooled [B, H]); pooled = tanh(dense(hidden[:, 0])).
+    """
+    words = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
+    b, t = words.shape[:2]
+    if position_ids is None:
+      position_ids = self.default_position_ids(b, t)
+    if layer_prefixes is None:
+      layer_prefixes = [None] * len(self.layers)
+    if len(layer_prefixes) != len(self.layers):
+      raise ValueError(f"layer_prefixes has {len(layer_prefixes)} entries; the backbone has {len(self.layers)} layers.")
+    x = self.embeddings(words, token_type_ids, position_ids, deterministic)
+    for layer, prefix in zip(self.layers, layer_prefixes):
+      x = layer(x, attention_mask, prefix, deterministic)
+    pooled = jnp.tanh(self.pooler(x[:, 0]))
+    return x, pooled

@@ -1,0 +1,80 @@
+"""Encoder-classification tasks: RTE and SST-2.
+
+Each task yields {'inputs', 'token_type_ids', 'label', 'idx'} for a BERT-family
+encoder; `LABEL_NAMES[task]` gives the classes in label-index order.
+"""
+
+import functools
+from pathlib import Path
+from typing import Dict, Tuple
+
+import seqio
+import tensorflow as tf
+
+from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import preprocessors, settings
+from prompt_tuning_jax.tasks.sources import DataError, TfdsOrFiles, label_index, read_jsonl, read_tsv
+from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+
+# Follows the configured backbone's vocab.txt (settings.set_vocab_file).
+BACKBONE_VOCABULARY = WordPieceVocabulary(settings.vocab_file)
+
+ENCODER_FEATURES = {
+    "inputs": seqio.Feature(BACKBONE_VOCABULARY, add_eos=False, dtype=tf.int32),
+    "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32),
+}
+
+LABEL_NAMES: Dict[str, Tuple[str, ...]] = {}
+
+
+def _require(row: dict, keys, path: Path):
+  missing = [k for k in keys if k not in row]
+  if missing:
+    raise DataError(f"{path}:{row.get('__line__')}: missing field(s) {missing}.")
+
+
+def _rte_row(row: dict, path: Path, to_label=label_index(("entailment", "not_entailment"))) -> dict:
+  _require(row, ("premise", "hypothesis", "label"), path)
+  line = row["__line__"]
+  return {"premise": row["premise"], "hypothesis": row["hypothesis"],
+          "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
+
+
+def _sst2_row(row: dict, path: Path, to_label=label_index(("negative", "positive"))) -> dict:
+  _require(row, ("sentence", "label"), path)
+  line = row["__line__"]
+  return {"sentence": row["sentence"], "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
+
+
+def register_encoder_classification(name: str, source: TfdsOrFiles, label_names: Tuple[str, ...], text_a: str,
+                                    text_b=None) -> None:
+  LABEL_NAMES[name] = label_names
+  seqio.TaskRegistry.add(
+      name,
+      source=seqio.FunctionDataSource(source, splits=source.splits),
+      preprocessors=[functools.partial(preprocessors.tokenize_for_encoder, text_a=text_a, text_b=text_b)],
+      output_features=ENCODER_FEATURES,
+      metric_fns=[metrics.accuracy])
+
+
+register_encoder_classification(
+    "rte",
+    TfdsOrFiles(
+        tfds_name="super_glue/rte:1.0.2",
+        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl"},
+        reader=read_jsonl,
+        to_features=_rte_row,
+        feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32}),
+    label_names=("entailment", "not_entailment"),
+    text_a="premise", text_b="hypothesis")
+
+register_encoder_classification(
+    "sst2",
+    TfdsOrFiles(
+        tfds_name="glue/sst2:2.0.0",
+        files={"train": "glue/sst2/train.tsv", "validation": "glue/sst2/dev.tsv"},
+        reader=read_tsv,
+        to_features=_sst2_row,
+        feature_types={"sentence": tf.string, "label": tf.int64, "idx": tf.int32}),
+    label_names=("negative", "positive"),
+    text_a="sentence")

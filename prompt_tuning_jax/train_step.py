@@ -1,0 +1,81 @@
+"""Pure train and eval steps, and the optimizers they use.
+
+State holds only trainable parameters and their optimizer state; the frozen
+parameters are a separate, non-donated argument, so they get no gradient, no
+optimizer state and are never written.
+"""
+
+from typing import Any, Callable, Dict, NamedTuple, Tuple
+
+import gin
+import jax
+import jax.numpy as jnp
+import optax
+
+from prompt_tuning_jax.trainable import merge_params
+
+
+class TrainState(NamedTuple):
+  step: jax.Array
+  trainable: Any
+  opt_state: Any
+
+
+@gin.configurable
+def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
+          weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
+  """AdamW with linear warmup then linear decay to `end_value` (the P-Tuning v2 recipe)."""
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
+       optax.linear_schedule(learning_rate, end_value, max(train_steps - warmup_steps, 1))],
+      [max(warmup_steps, 1)]) if warmup_steps else optax.linear_schedule(learning_rate, end_value, train_steps)
+  return optax.adamw(schedule, weight_decay=weight_decay)
+
+
+@gin.configurable
+def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_rate: float = 1e-5,
+              clipping_threshold: float = 1.0) -> optax.GradientTransformation:
+  """t5x / Lester prompt-tuning Adafactor: constant lr, no parameter scaling."""
+  return optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
+                         clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
+
+
+def classification_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """Weighted mean cross-entropy; logits [B, C], labels [B], weights [B]."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  total = jnp.maximum(weights.sum(), 1.0)
+  correct = (logits.argmax(-1) == labels) * weights
+  return (losses * weights).sum() / total, {"correct": correct.sum(), "count": weights.sum()}
+
+
+def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation):
+  """Returns train_step(state, frozen, batch, rng) -> (state, metrics)."""
+
+  def train_step(state: TrainState, frozen, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+
+    def loss_fn(trainable):
+      logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
+                        batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+      return classification_loss(logits, batch["labels"], batch["weights"])
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
+    updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
+    trainable = optax.apply_updates(state.trainable, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+               "tokens": batch["attention_mask"].sum(), **stats}
+    return TrainState(state.step + 1, trainable, opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(apply_fn: Callable):
+  """Returns eval_step(trainable, frozen, batch) -> (predictions [B], loss sum)."""
+
+  def eval_step(trainable, frozen, batch):
+    logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
+                      batch["attention_mask"], deterministic=True)
+    loss, _ = classification_loss(logits, batch["labels"], batch["weights"])
+    return logits.argmax(-1), loss * batch["weights"].sum()
+
+  return eval_step

@@ -1,0 +1,222 @@
+"""The training loop for encoder classification: frozen backbone, trained prompt and head.
+
+`train` is the gin-configured entry point behind `python -m prompt_tuning_jax.train`.
+It writes under MODEL_DIR: config.gin, parameters.json, metrics.jsonl, tensorboard/,
+checkpoints/<step>/, export/best.safetensors and results.json.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prompt_tuning_jax import data, export, metrics, tasks, trainable
+from prompt_tuning_jax.checkpoints import Checkpoints
+from prompt_tuning_jax.metric_writer import MetricWriter, Progress, format_duration
+from prompt_tuning_jax.models.bert import check_position_table
+from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
+from prompt_tuning_jax.models.classifier import EncoderClassifier
+from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
+from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step
+
+
+def prepare_model_dir(model_dir) -> Path:
+  path = Path(model_dir).expanduser()
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write_test"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise OSError(f"MODEL_DIR {path} is not writable ({e.strerror}). Choose another --gin.MODEL_DIR.") from e
+  return path
+
+
+def init_params(model: nn.Module, backbone_params, seed: int):
+  """Random init of everything, then the backbone replaced by the loaded checkpoint."""
+  dummy = jnp.zeros((1, 8), jnp.int32)
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(seed), dummy, dummy, dummy)["params"])
+  want = jax.tree.map(np.shape, params["backbone"])
+  have = jax.tree.map(np.shape, backbone_params)
+  if want != have:
+    raise ValueError("loaded backbone parameters do not match the model's backbone structure.")
+  return {**params, "backbone": jax.tree.map(jnp.asarray, backbone_params)}
+
+
+def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
+  """Trainable parameters with the deep prompt's reparameterization collapsed."""
+  trained = dict(trained)
+  if model.prompt is not None and "prompt" in trained and model.prompt.reparam_hidden is not None:
+    c = model.config
+    table = collapse_reparameterization(model.prompt, trained["prompt"], c.num_hidden_layers,
+                                        c.num_attention_heads, c.head_dim)
+    trained["prompt"] = {"prefix": table}
+  return {k: np.asarray(v) for k, v in trainable.flatten(trained).items()}
+
+
+def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int):
+  """Returns (metrics dict, predictions [n])."""
+  predictions, loss = [], 0.0
+  for batch in data.eval_batches(examples, batch_size, max_length):
+    pred, batch_loss = eval_step(trained, frozen, batch)
+    n = int(batch["weights"].sum())
+    predictions.append(np.asarray(pred)[:n])
+    loss += float(batch_loss)
+  predictions = np.concatenate(predictions)
+  return {**metrics.accuracy(examples.labels, predictions), "loss": loss / len(examples)}, predictions
+
+
+@gin.configurable
+def train(model_dir: str = gin.REQUIRED,
+          task_name: str = gin.REQUIRED,
+          feature_lengths: Dict[str, int] = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED,
+          batch_size: int = gin.REQUIRED,
+          eval_batch_size: Optional[int] = None,
+          backbone_dir: Optional[str] = None,
+          data_dir: Optional[str] = None,
+          model_cls: Callable[..., EncoderClassifier] = EncoderClassifier,
+          trainable_patterns: Sequence[str] = trainable.DEEP_PROMPT_PATTERNS,
+          optimizer: Optional[optax.GradientTransformation] = None,
+          eval_period: int = 100,
+          log_period: int = 10,
+          keep_checkpoints: int = 3,
+          seed: int = 0,
+          train_split: str = "train",
+          eval_split: str = "validation") -> dict:
+  """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
+
+  Args:
+    model_dir: MODEL_DIR, all outputs; rerunning with the same MODEL_DIR resumes.
+    task_name: MIXTURE_OR_TASK_NAME, a registered encoder-classification task.
+    feature_lengths: TASK_FEATURE_LENGTHS, {'inputs': max tokens}.
+    train_steps: TRAIN_STEPS, absolute (includes steps of a restored checkpoint).
+    batch_size: BATCH_SIZE.
+    backbone_dir: INITIAL_CHECKPOINT_PATH, a Hugging Face directory; None = packaged MiniLM.
+    data_dir: DATA_DIR; None = the data shipped in tasks/data.
+    model_cls: called with (config=, num_labels=) to build the model.
+    trainable_patterns: regexes over parameter paths; the rest stays frozen.
+    optimizer: an optax transformation; default AdamW with linear decay.
+    eval_period: evaluate, checkpoint and maybe export every this many steps (and at the end).
+  """
+  started = time.perf_counter()
+  model_dir = prepare_model_dir(model_dir)
+  max_length = int(feature_lengths["inputs"])
+  task = tasks.get_task(task_name)
+  label_names = tasks.LABEL_NAMES[task.name]
+
+  backbone_path = resolve_backbone_dir(backbone_dir)
+  tasks.settings.set_data_dir(data_dir)
+  tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
+  config, backbone_params = load_backbone(backbone_path)
+  model = model_cls(config=config, num_labels=len(label_names))
+  check_position_table(config, max_length + model.first_position(),
+                       what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with prompt positions starting "
+                            f"at {model.first_position()}")
+  tx = optimizer or adamw(train_steps=train_steps)
+  (model_dir / "config.gin").write_text(gin.operative_config_str())
+
+  train_examples = data.load_examples(task.name, train_split, max_length)
+  eval_examples = data.load_examples(task.name, eval_split, max_length)
+  batches = data.TrainBatches(train_examples, batch_size, max_length, seed)
+
+  params = init_params(model, backbone_params, seed)
+  trained, frozen = trainable.split_params(params, trainable_patterns)
+  report = parameter_report(params, trained)
+  print(f"Task {task.name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples; "
+        f"labels {list(label_names)}")
+  print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
+        f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors: "
+        f"{', '.join(sorted(trainable.flatten(trained)))})", flush=True)
+  (model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
+
+  state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
+  checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
+  extra = {"best_accuracy": None, "best_step": None}
+  if checkpoints.latest_step() is not None:
+    state, extra = checkpoints.restore(state)
+    print(f"Restored checkpoint {checkpoints.directory / str(int(state.step))} (step {int(state.step)}).", flush=True)
+
+  train_step = jax.jit(make_train_step(model.apply, tx), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(model.apply))
+  writer = MetricWriter(model_dir)
+  rng = jax.random.key(seed)
+  eval_batch_size = eval_batch_size or batch_size
+  export_path = model_dir / "export" / "best.safetensors"
+
+  step = int(state.step)
+  progress = Progress(step, train_steps)
+  pending = []
+  last_eval = None
+  while step < train_steps:
+    state, step_metrics = train_step(state, frozen, batches.batch(step), rng)
+    step += 1
+    pending.append(step_metrics)
+    if step % log_period == 0 or step == train_steps:
+      sums = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *pending))
+      loss = float(sums["loss"]) / len(pending)
+      accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
+      rates = progress.report(step, loss, accuracy, float(sums["tokens"]))
+      writer.write("train", step, {"loss": loss, "accuracy": accuracy,
+                                   "grad_norm": float(sums["grad_norm"]) / len(pending), **rates})
+      pending = []
+    if step % eval_period == 0 or step == train_steps:
+      last_eval, _ = evaluate(eval_step, state.trainable, frozen, eval_examples, eval_batch_size, max_length)
+      writer.write(eval_split, step, last_eval)
+      best = extra["best_accuracy"]
+      improved = best is None or last_eval["accuracy"] > best
+      if improved:
+        extra = {"best_accuracy": last_eval["accuracy"], "best_step": step}
+        export.save_export(export_path, exportable(model, jax.device_get(state.trainable)), {
+            "task": task.name, "label_names": list(label_names), "step": step, "metric": last_eval,
+            "backbone": backbone_path.name, "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads,
+            "prompt_length": model.prompt_length(),
+            "position_policy": model.prompt.position_policy if model.prompt else "none",
+            "pooling": model.pooling})
+      print(f"  {eval_split} at step {step}: accuracy {last_eval['accuracy']:.2f}% loss {last_eval['loss']:.4f}"
+            f"{' (best, exported)' if improved else ''}", flush=True)
+      checkpoints.save(state, extra)
+      progress.restart_clock(step)
+  checkpoints.close()
+  writer.close()
+
+  if last_eval is None:  # Resumed at the end: evaluate the final state once.
+    last_eval, _ = evaluate(eval_step, state.trainable, frozen, eval_examples, eval_batch_size, max_length)
+  results = {
+      "task": task.name, "step": step, f"{eval_split}_accuracy": last_eval["accuracy"],
+      "best_accuracy": extra["best_accuracy"], "best_step": extra["best_step"],
+      "majority_class_accuracy": metrics.majority_class_accuracy(eval_examples.labels),
+      **report, "export_path": str(export_path),
+      "export_bytes": export_path.stat().st_size if export_path.exists() else None,
+      "wall_seconds": time.perf_counter() - started,
+  }
+  (model_dir / "results.json").write_text(json.dumps(results, indent=1))
+  print_summary(results, eval_split)
+  return results
+
+
+def parameter_report(params, trained) -> dict:
+  n_trainable, n_backbone = trainable.count(trained), trainable.count(params["backbone"])
+  return {"trainable": n_trainable, "backbone": n_backbone, "total": trainable.count(params),
+          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone}
+
+
+def print_summary(results: dict, eval_split: str) -> None:
+  print("=" * 72)
+  print(f"{results['task']} {eval_split} accuracy: {results[f'{eval_split}_accuracy']:.2f}% at step "
+        f"{results['step']} (best {results['best_accuracy']:.2f}% at step {results['best_step']})")
+  print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%")
+  print(f"trainable parameters:        {results['trainable']:,} "
+        f"({results['share_of_backbone_percent']:.3f}% of the {results['backbone']:,}-parameter backbone)")
+  if results["export_bytes"] is not None:
+    print(f"exported prompt + head:      {results['export_path']} ({results['export_bytes']:,} bytes)")
+  print(f"wall time:                   {format_duration(results['wall_seconds'])}")
+  print("=" * 72, flush=True)

@@ -1,0 +1,35 @@
+"""Batches are a pure function of (seed, step), padded to a few buckets."""
+
+import numpy as np
+
+from prompt_tuning_jax import data
+
+
+def _examples(n=10):
+  ids = [np.arange(1, 3 + i, dtype=np.int32) for i in range(n)]
+  return data.Examples(ids, [np.zeros_like(x) for x in ids], np.arange(n, dtype=np.int32) % 2)
+
+
+def test_bucket_lengths():
+  assert data.bucket_lengths(128) == [16, 32, 64, 128]
+  assert data.bucket_lengths(100) == [16, 32, 64, 100]
+  assert data.bucket_lengths(16) == [16]
+
+
+def test_train_batches_are_deterministic_and_cover_each_epoch():
+  a, b = data.TrainBatches(_examples(), 3, 32, seed=7), data.TrainBatches(_examples(), 3, 32, seed=7)
+  for step in (5, 0, 4, 11):  # Any order: a resumed run sees the same batches.
+    np.testing.assert_array_equal(a.batch(step)["input_ids"], b.batch(step)["input_ids"])
+  seen = np.concatenate([a.batch(s)["input_ids"][:, 0] for s in range(3)])  # 3 steps = one epoch of 9.
+  assert len(set(seen.tolist())) == 9
+  batch = a.batch(0)
+  assert batch["input_ids"].shape == (3, 16)
+  np.testing.assert_array_equal(batch["attention_mask"], batch["input_ids"] != 0)
+
+
+def test_eval_batches_pad_the_last_batch_with_zero_weight():
+  batches = list(data.eval_batches(_examples(10), 4, 32))
+  assert [b["weights"].sum() for b in batches] == [4, 4, 2]
+  assert batches[-1]["input_ids"].shape[0] == 4
+  np.testing.assert_array_equal(np.concatenate([b["labels"][:int(b["weights"].sum())] for b in batches]),
+                                np.arange(10) % 2)

@@ -1,0 +1,98 @@
+"""The command line: t5x flag semantics, clear errors, and resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from prompt_tuning_jax import train
+
+
+def run_main(capsys, *args):
+  code = train.main(["--gin_file=gin/sst2_deep_prompt.gin", *args])
+  return code, capsys.readouterr().err
+
+
+def test_gin_flags_are_rewritten_to_bindings():
+  args = train.parse_args(["--gin_file=a.gin", "--gin_file=b.gin", "--gin.MODEL_DIR='runs/x'",
+                           "--gin.train/DatasetConfig.shuffle=False", "--gin_search_paths=p1,p2"])
+  assert args.gin_file == ["a.gin", "b.gin"]
+  assert args.gin_bindings == ["MODEL_DIR = 'runs/x'", "train/DatasetConfig.shuffle = False"]
+  assert args.gin_search_paths == "p1,p2"
+
+
+def test_required_macro_unset_names_it(capsys, clean_gin):
+  code, err = run_main(capsys)
+  assert code == 2
+  assert "gin macro MODEL_DIR is REQUIRED but was not set" in err
+
+
+def test_unknown_task(capsys, clean_gin, tmp_path):
+  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path}'", "--gin.MIXTURE_OR_TASK_NAME='sst3'")
+  assert code == 2
+  assert "unknown task 'sst3'" in err and "rte" in err and "sst2" in err
+
+
+def test_data_dir_without_files_names_them(capsys, clean_gin, tmp_path):
+  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path / 'run'}'", f"--gin.DATA_DIR='{tmp_path}'")
+  assert code == 2
+  assert f"missing data file: looked for {tmp_path}/glue/sst2/train.tsv or {tmp_path}/glue/sst2/train.tsv.gz" in err
+
+
+def test_positions_beyond_the_table(capsys, clean_gin, tmp_path):
+  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path}'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 500}",
+                       "--gin.PROMPT_POSITION_POLICY='after_prompt'")
+  assert code == 2
+  assert "needs 520 position ids but the backbone's position table has 512 rows" in err
+
+
+def test_backbone_without_weights(capsys, clean_gin, tmp_path):
+  (tmp_path / "model").mkdir()
+  (tmp_path / "model" / "config.json").write_text("{}")
+  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+                       f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'model'}'")
+  assert code == 2
+  assert f"No weights in backbone directory {tmp_path / 'model'}" in err
+
+
+def _tiny_sst2(root: Path) -> Path:
+  """A small SST-2 in the GLUE tsv layout."""
+  words = ["good", "great", "fine", "bad", "awful", "dull"]
+  rows = [f"a {w} film {'and ' * (i % 5)}story\t{int(w in words[:3])}" for i, w in enumerate(words * 12)]
+  (root / "glue" / "sst2").mkdir(parents=True)
+  (root / "glue" / "sst2" / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+  (root / "glue" / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[:12]) + "\n")
+  return root
+
+
+def test_resumes_after_sigkill(tmp_path):
+  data_dir, model_dir = _tiny_sst2(tmp_path / "data"), tmp_path / "run"
+  command = [sys.executable, "-m", "prompt_tuning_jax.train", "--gin_file=gin/sst2_deep_prompt.gin",
+             f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'", "--gin.TRAIN_STEPS=60",
+             "--gin.EVAL_PERIOD=5", "--gin.BATCH_SIZE=8", "--gin.PROMPT_LENGTH=4"]
+  first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  while not (model_dir / "checkpoints" / "5").is_dir():
+    assert first.poll() is None, first.stdout.read()
+    assert time.time() < deadline, "no checkpoint within 240 s"
+    time.sleep(0.1)
+  os.kill(first.pid, signal.SIGKILL)
+  first.wait()
+  assert first.returncode == -signal.SIGKILL
+  saved = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved and saved[-1] < 60, saved
+
+  second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert second.returncode == 0, second.stdout + second.stderr
+  assert f"(step {saved[-1]})" in second.stdout and "Restored checkpoint" in second.stdout
+  assert f"step     {saved[-1] + 1:>2}/60" not in second.stdout  # No step is repeated...
+  results = json.loads((model_dir / "results.json").read_text())
+  assert results["step"] == 60  # ...and training ends at TRAIN_STEPS.
+  assert (model_dir / "config.gin").read_text().count("train.train_steps = 60") == 1
+  assert (model_dir / "export" / "best.safetensors").stat().st_size == results["export_bytes"]
