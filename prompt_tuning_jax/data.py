@@ -1,8 +1,9 @@
 """Tokenized examples in memory, batched into a few padded length buckets.
 
-A train batch is a pure function of (seed, step): epoch e uses permutation
+A train batch is a pure function of (seed, step): epoch e is laid out from
 rng(seed, e), so a run resumed at step s sees exactly the batches it would have.
-Padding every batch to one of a few bucket lengths bounds the number of compiles.
+Padding every batch to one of a few bucket lengths bounds the number of compiles;
+grouping examples of similar length into a batch keeps the padding small.
 """
 
 import dataclasses
@@ -42,10 +43,12 @@ def load_examples(task_name: str, split: str, max_length: int) -> Examples:
 
 
 def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:
-  """Powers of two from `smallest` below `max_length`, then `max_length`."""
+  """Lengths 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x) below `max_length`, then it."""
   out, n = [], smallest
   while n < max_length:
     out.append(n)
+    if n * 3 // 2 < max_length:
+      out.append(n * 3 // 2)
     n *= 2
   return out + [max_length]
 
@@ -72,22 +75,37 @@ def pad_batch(examples: Examples, index: Sequence[int], buckets: Sequence[int], 
 
 
 class TrainBatches:
-  """Endless shuffled batches; batch s is determined by (seed, s)."""
+  """Endless shuffled batches; batch s is determined by (seed, s).
 
-  def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int):
+  Each epoch shuffles the examples, sorts each window of `group_batches` batches by
+  length, cuts it into batches and shuffles the batch order (HF's group_by_length).
+  group_batches=1 gives plain shuffled batches.
+  """
+
+  def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int, group_batches: int = 50):
     if len(examples) < batch_size:
       raise ValueError(f"the training split has {len(examples)} examples, fewer than BATCH_SIZE={batch_size}.")
-    self.examples, self.batch_size, self.seed = examples, batch_size, seed
+    self.examples, self.batch_size, self.seed, self.group_batches = examples, batch_size, seed, group_batches
     self.buckets = bucket_lengths(max_length)
     self.steps_per_epoch = len(examples) // batch_size
-    self._epoch, self._order = -1, None
+    self._lengths = np.array([len(x) for x in examples.input_ids])
+    self._epoch, self._batches = -1, None
+
+  def epoch_batches(self, epoch: int) -> np.ndarray:
+    """[steps_per_epoch, B] example indices of `epoch`."""
+    rng = np.random.default_rng((self.seed, epoch))
+    order = rng.permutation(len(self.examples))[:self.steps_per_epoch * self.batch_size]
+    window = self.batch_size * self.group_batches
+    for start in range(0, len(order), window):
+      chunk = order[start:start + window]
+      order[start:start + window] = chunk[np.argsort(self._lengths[chunk], kind="stable")]
+    return order.reshape(self.steps_per_epoch, self.batch_size)[rng.permutation(self.steps_per_epoch)]
 
   def batch(self, step: int) -> Batch:
     epoch, i = divmod(step, self.steps_per_epoch)
     if epoch != self._epoch:
-      self._epoch, self._order = epoch, np.random.default_rng((self.seed, epoch)).permutation(len(self.examples))
-    index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
-    return pad_batch(self.examples, index, self.buckets, self.batch_size)
+      self._epoch, self._batches = epoch, self.epoch_batches(epoch)
+    return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
 
   def from_step(self, step: int) -> Iterator[Batch]:
     while True:
@@ -95,8 +113,13 @@ class TrainBatches:
       step += 1
 
 
+def eval_order(examples: Examples) -> np.ndarray:
+  """Example indices by length, so eval batches carry little padding."""
+  return np.argsort([len(x) for x in examples.input_ids], kind="stable")
+
+
 def eval_batches(examples: Examples, batch_size: int, max_length: int) -> Iterator[Batch]:
-  """Every example once, in order; the last batch padded with zero-weight rows."""
-  buckets = bucket_lengths(max_length)
+  """Every example once, in `eval_order`; the last batch padded with zero-weight rows."""
+  buckets, order = bucket_lengths(max_length), eval_order(examples)
   for start in range(0, len(examples), batch_size):
-    yield pad_batch(examples, range(start, min(start + batch_size, len(examples))), buckets, batch_size)
+    yield pad_batch(examples, order[start:start + batch_size], buckets, batch_size)

@@ -63,13 +63,14 @@ def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
 
 def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int):
   """Returns (metrics dict, predictions [n])."""
-  predictions, loss = [], 0.0
+  predictions_in_order, loss = [], 0.0
   for batch in data.eval_batches(examples, batch_size, max_length):
     pred, batch_loss = eval_step(trained, frozen, batch)
     n = int(batch["weights"].sum())
-    predictions.append(np.asarray(pred)[:n])
+    predictions_in_order.append(np.asarray(pred)[:n])
     loss += float(batch_loss)
-  predictions = np.concatenate(predictions)
+  predictions = np.empty(len(examples), np.int64)
+  predictions[data.eval_order(examples)] = np.concatenate(predictions_in_order)
   return {**metrics.accuracy(examples.labels, predictions), "loss": loss / len(examples)}, predictions
 
 
