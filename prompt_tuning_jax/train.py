@@ -12,6 +12,7 @@ exits with status 2 and one `error:` line, never a traceback.
 """
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import List, Sequence, Tuple
 
 import gin
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data: keep its logs quiet.
+
 GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
-_REQUIRED_MACRO = re.compile(r"(\w+)/gin\.macro\.value set to `%gin\.REQUIRED`")
+_REQUIRED_MACRO = re.compile(r"(\w+)/(?:gin\.)?macro\.value set to `%gin\.REQUIRED`")
 
 
 def register_configurables() -> None:
@@ -90,6 +93,8 @@ USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyErro
 def main(argv: Sequence[str] = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
     register_configurables()
     from prompt_tuning_jax import trainer  # pylint: disable=g-import-not-at-top
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths.split(","))
