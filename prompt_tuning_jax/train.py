@@ -32,9 +32,11 @@ def register_configurables() -> None:
     return
   from prompt_tuning_jax import trainer  # pylint: disable=g-import-not-at-top,unused-import  (registers train)
   from prompt_tuning_jax.models.classifier import EncoderClassifier  # pylint: disable=g-import-not-at-top
+  from prompt_tuning_jax.prompts import initializers  # pylint: disable=g-import-not-at-top,unused-import
   from prompt_tuning_jax.prompts.deep import DeepPrompt  # pylint: disable=g-import-not-at-top
-  gin.external_configurable(EncoderClassifier, module="prompt_tuning_jax")
-  gin.external_configurable(DeepPrompt, module="prompt_tuning_jax")
+  from prompt_tuning_jax.prompts.input import InputPrompt  # pylint: disable=g-import-not-at-top
+  for module_class in (EncoderClassifier, DeepPrompt, InputPrompt):
+    gin.external_configurable(module_class, module="prompt_tuning_jax")
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> List[str]:

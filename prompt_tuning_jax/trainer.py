@@ -40,14 +40,26 @@ def prepare_model_dir(model_dir) -> Path:
 
 
 def init_params(model: nn.Module, backbone_params, seed: int):
-  """Random init of everything, then the backbone replaced by the loaded checkpoint."""
+  """The loaded backbone plus freshly initialised prompt and head.
+
+  Runs the model with the backbone given and the 'params' collection mutable, so only
+  what is missing is initialised (t5x's fallback-to-scratch) and vocabulary-based
+  prompt initializers see the loaded embeddings.
+  """
   dummy = jnp.zeros((1, 8), jnp.int32)
-  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(seed), dummy, dummy, dummy)["params"])
-  want = jax.tree.map(np.shape, params["backbone"])
-  have = jax.tree.map(np.shape, backbone_params)
-  if want != have:
-    raise ValueError("loaded backbone parameters do not match the model's backbone structure.")
-  return {**params, "backbone": jax.tree.map(jnp.asarray, backbone_params)}
+
+  def init(rng, backbone):
+    variables = model.apply({"params": {"backbone": backbone}}, dummy, dummy, dummy, rngs={"params": rng},
+                            mutable=["params"])[1]
+    return nn.meta.unbox(variables["params"])
+
+  rng = jax.random.key(seed)
+  made = set(trainable.flatten(jax.eval_shape(init, rng, backbone_params)["backbone"]))
+  if made != set(trainable.flatten(backbone_params)):
+    raise ValueError("loaded backbone parameters do not match the model's backbone: "
+                     f"{sorted(made ^ set(trainable.flatten(backbone_params)))[:10]}")
+  fresh = jax.jit(lambda r, b: {k: v for k, v in init(r, b).items() if k != "backbone"})(rng, backbone_params)
+  return {**fresh, "backbone": jax.tree.map(jnp.asarray, backbone_params)}
 
 
 def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
@@ -118,9 +130,9 @@ def train(model_dir: str = gin.REQUIRED,
   tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
   config, backbone_params = load_backbone(backbone_path)
   model = model_cls(config=config, num_labels=len(label_names))
-  check_position_table(config, max_length + model.first_position(),
-                       what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with prompt positions starting "
-                            f"at {model.first_position()}")
+  check_position_table(config, model.max_position(max_length),
+                       what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {model.prompt_length()}-token "
+                            "prompt")
   tx = optimizer or adamw(train_steps=train_steps)
   (model_dir / "config.gin").write_text(gin.operative_config_str())
 

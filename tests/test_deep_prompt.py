@@ -50,13 +50,13 @@ def test_prefix_is_visible_and_padding_stays_masked():
   ids, types, mask = _batch()
   encoder = BertEncoder(TINY)
   params = _init(encoder, ids, types, mask)
-  prefixes = DeepPrompt(length=3).init_with_output(jax.random.key(2), 2, 2, 4, 4)[0]
+  prefixes = layer_prefixes(DeepPrompt(length=3).init_with_output(jax.random.key(2), 2, 2, 4, 4)[0], (0, 1), 2)
   hidden_plain, _ = encoder.apply({"params": params}, ids, types, mask)
-  hidden_prompt, _ = encoder.apply({"params": params}, ids, types, mask, layer_prefixes=layer_prefixes(prefixes))
+  hidden_prompt, _ = encoder.apply({"params": params}, ids, types, mask, layer_prefixes=prefixes)
   assert np.abs(np.asarray(hidden_prompt - hidden_plain)).max() > 1e-3  # The prefix is attended to.
   # Changing a padded token changes nothing for the real tokens, with or without prefixes.
   ids2 = ids.at[1, 5].set(7)
-  hidden_prompt2, _ = encoder.apply({"params": params}, ids2, types, mask, layer_prefixes=layer_prefixes(prefixes))
+  hidden_prompt2, _ = encoder.apply({"params": params}, ids2, types, mask, layer_prefixes=prefixes)
   np.testing.assert_allclose(hidden_prompt2[1, :4], hidden_prompt[1, :4], atol=1e-6)
 
 
@@ -75,7 +75,7 @@ def test_position_policies():
   after = EncoderClassifier(TINY, 2, prompt=DeepPrompt(length=4, position_policy="after_prompt"))
   zero = EncoderClassifier(TINY, 2, prompt=DeepPrompt(length=4, position_policy="from_zero"))
   params = _init(zero, ids, types, mask)
-  assert after.first_position() == 4 and zero.first_position() == 0
+  assert after.max_position(6) == 10 and zero.max_position(6) == 6
   assert np.abs(np.asarray(after.apply({"params": params}, ids, types, mask) -
                            zero.apply({"params": params}, ids, types, mask))).max() > 1e-4
   # 6 + 4 fits the 24-row table; 21 + 4 does not.

@@ -196,11 +196,23 @@ class BertEncoder(nn.Module):
   def embed_words(self, input_ids):
     return self.embeddings.embed_words(input_ids)
 
+  def word_embedding_table(self):
+    """[V, H] word embeddings (vocabulary-based prompt initializers read them)."""
+    return self.embeddings.word_embeddings.embedding
+
+  def pool(self, features):
+    """[B, H] -> tanh(dense(features)), BERT's pooler."""
+    return jnp.tanh(self.pooler(features))
+
   def default_position_ids(self, batch: int, length: int, start: int = 0):
     """[B, T] position ids start, start+1, ... shifted by the config's offset."""
-    check_position_table(self.config, start + length)
-    ids = jnp.arange(length, dtype=jnp.int32) + start + self.config.position_id_offset
-    return jnp.broadcast_to(ids, (batch, length))
+    return self.position_ids(jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32) + start, (batch, length)),
+                             num_positions=start + length)
+
+  def position_ids(self, relative, num_positions: int):
+    """Adds the config's offset to [B, T] ids in 0..num_positions-1, checking the table."""
+    check_position_table(self.config, num_positions)
+    return relative + self.config.position_id_offset
 
   def __call__(self,
                input_ids,
@@ -237,5 +249,4 @@ class BertEncoder(nn.Module):
     x = self.embeddings(words, token_type_ids, position_ids, deterministic)
     for layer, prefix in zip(self.layers, layer_prefixes):
       x = layer(x, attention_mask, prefix, deterministic)
-    pooled = jnp.tanh(self.pooler(x[:, 0]))
-    return x, pooled
+    return x, self.pool(x[:, 0])

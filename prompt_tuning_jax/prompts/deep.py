@@ -4,7 +4,8 @@
 (keys, values) that `BertEncoder` concatenates inside each self-attention.
 """
 
-from typing import List, Optional, Sequence, Tuple
+import re
+from typing import List, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -27,16 +28,20 @@ class DeepPrompt(nn.Module):
     init_stddev: stddev of the normal init of the table / embedding (torch Embedding: 1).
     position_policy: 'from_zero' keeps real tokens at positions 0..T-1; 'after_prompt'
       starts them at P, as the original P-tuning v2 code does.
+    layers: which layers get prompts: None (all), a list of layer indices, or 'top k' /
+      'bottom k'. The table then has L' = len(layers) rows; other layers are unchanged.
   """
   length: int
   reparam_hidden: Optional[int] = None
   dropout_rate: float = 0.1
   init_stddev: float = 1.0
   position_policy: str = "from_zero"
+  layers: Union[None, str, Sequence[int]] = None
 
   @nn.compact
   def table(self, num_layers: int, num_heads: int, head_dim: int) -> jax.Array:
-    """The deterministic prefix table [L, 2, P, N, D] (the reparameterization applied)."""
+    """The deterministic prefix table [L', 2, P, N, D] (the reparameterization applied)."""
+    num_layers = len(resolve_layers(self.layers, num_layers))
     p, hidden = self.length, num_heads * head_dim
     init = nn.initializers.normal(self.init_stddev)
     if self.reparam_hidden is None:
@@ -53,7 +58,7 @@ class DeepPrompt(nn.Module):
 
   def __call__(self, batch_size: int, num_layers: int, num_heads: int, head_dim: int,
                deterministic: bool = True) -> jax.Array:
-    """Returns prefixes [L, 2, B, P, N, D] with per-example dropout."""
+    """Returns prefixes [L', 2, B, P, N, D] with per-example dropout."""
     if self.position_policy not in POSITION_POLICIES:
       raise ValueError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
     table = self.table(num_layers, num_heads, head_dim)
@@ -65,9 +70,29 @@ class DeepPrompt(nn.Module):
     return jnp.where(keep, prefixes / (1.0 - self.dropout_rate), 0.0)
 
 
-def layer_prefixes(prefixes: jax.Array) -> List[Optional[Tuple[jax.Array, jax.Array]]]:
-  """[L, 2, B, P, N, D] -> per layer (keys [B, P, N, D], values [B, P, N, D])."""
-  return [(prefixes[i, 0], prefixes[i, 1]) for i in range(prefixes.shape[0])]
+def resolve_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> Tuple[int, ...]:
+  """None -> all layers; 'top k' -> the last k; 'bottom k' -> the first k; a list -> itself."""
+  if spec is None:
+    return tuple(range(num_layers))
+  if isinstance(spec, str):
+    m = re.fullmatch(r"\s*(top|bottom)\s+(\d+)\s*", spec)
+    if not m or not 0 <= int(m.group(2)) <= num_layers:
+      raise ValueError(f"deep prompt layers {spec!r}: use 'top k' or 'bottom k' with 0 <= k <= {num_layers}.")
+    k = int(m.group(2))
+    return tuple(range(num_layers - k, num_layers)) if m.group(1) == "top" else tuple(range(k))
+  layers = tuple(sorted(set(int(i) for i in spec)))
+  if any(not 0 <= i < num_layers for i in layers):
+    raise ValueError(f"deep prompt layers {list(spec)} outside 0..{num_layers - 1}.")
+  return layers
+
+
+def layer_prefixes(prefixes: jax.Array, layers: Sequence[int],
+                   num_layers: int) -> List[Optional[Tuple[jax.Array, jax.Array]]]:
+  """[L', 2, B, P, N, D] for `layers` -> per backbone layer None or (keys, values) [B, P, N, D]."""
+  out = [None] * num_layers
+  for row, layer in enumerate(layers):
+    out[layer] = (prefixes[row, 0], prefixes[row, 1])
+  return out
 
 
 def collapse_reparameterization(prompt: DeepPrompt, prompt_params, num_layers: int, num_heads: int,

@@ -1,0 +1,94 @@
+"""Initializers for input prompts: fn(rng, shape [P, H], word_embeddings [V, H]) -> [P, H].
+
+The backbone's word embedding table is passed in, so vocabulary-based inits use the
+real (loaded) embeddings. Texts and label names are tokenized with the configured
+backbone's vocabulary.
+"""
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PromptInit = Callable[[jax.Array, Sequence[int], jax.Array], jax.Array]
+
+
+def _tokenize(text: str) -> list:
+  from prompt_tuning_jax.tasks import settings  # pylint: disable=g-import-not-at-top
+  from prompt_tuning_jax.tokenizers import WordPieceVocabulary  # pylint: disable=g-import-not-at-top
+  ids = WordPieceVocabulary(settings.vocab_file()).encode(text)
+  if not ids:
+    raise ValueError(f"{text!r} tokenizes to nothing; cannot initialize a prompt from it.")
+  return ids
+
+
+@gin.configurable
+def uniform(scale: float = 0.5) -> PromptInit:
+  """U(-scale, scale), Lester et al.'s random init."""
+  return lambda rng, shape, embeddings: jax.random.uniform(rng, shape, jnp.float32, -scale, scale)
+
+
+@gin.configurable
+def sampled_vocab(population: int = 5000) -> PromptInit:
+  """Rows drawn from the first `population` vocabulary embeddings (without replacement when it can)."""
+
+  def init(rng, shape, embeddings):
+    n = min(population, embeddings.shape[0])
+    rows = jax.random.choice(rng, n, (shape[0],), replace=n < shape[0])
+    return jnp.asarray(embeddings)[rows]
+
+  return init
+
+
+@gin.configurable
+def class_labels(labels: Sequence[str] = gin.REQUIRED, fallback: Optional[PromptInit] = None) -> PromptInit:
+  """Row i is the mean embedding of label i's word pieces; the other rows come from `fallback`."""
+  fallback = fallback or sampled_vocab()
+
+  def init(rng, shape, embeddings):
+    if len(labels) > shape[0]:
+      raise ValueError(f"{len(labels)} class labels do not fit a prompt of length {shape[0]}.")
+    rows = fallback(rng, shape, embeddings)
+    for i, label in enumerate(labels):
+      rows = rows.at[i].set(jnp.asarray(embeddings)[np.array(_tokenize(label))].mean(0))
+    return rows
+
+  return init
+
+
+@gin.configurable
+def from_text(text: str = gin.REQUIRED, fallback: Optional[PromptInit] = None) -> PromptInit:
+  """The embeddings of `text`'s word pieces (cut to P; further rows from `fallback`)."""
+  fallback = fallback or sampled_vocab()
+
+  def init(rng, shape, embeddings):
+    ids = np.array(_tokenize(text))[:shape[0]]
+    return fallback(rng, shape, embeddings).at[:len(ids)].set(jnp.asarray(embeddings)[ids])
+
+  return init
+
+
+@gin.configurable
+def from_file(path: str = gin.REQUIRED, key: str = "prompt/prompt") -> PromptInit:
+  """A saved prompt: a .npy array or an exported .safetensors file (tensor `key`)."""
+
+  def init(rng, shape, embeddings):
+    del rng, embeddings
+    if str(path).endswith(".npy"):
+      value = np.load(path)
+    else:
+      from prompt_tuning_jax.export import load_export  # pylint: disable=g-import-not-at-top
+      tensors, _ = load_export(path)
+      if key not in tensors:
+        raise ValueError(f"{path} has no tensor {key!r} (it has {sorted(tensors)}).")
+      value = tensors[key]
+    if tuple(value.shape) != tuple(shape):
+      raise ValueError(f"prompt file {path} holds shape {tuple(value.shape)} but this backbone and "
+                       f"PROMPT_LENGTH need {tuple(shape)} [P, H]. Use a prompt trained for this backbone "
+                       "or set PROMPT_LENGTH to match.")
+    return jnp.asarray(value, jnp.float32)
+
+  return init
