@@ -5,8 +5,8 @@ Format (`prompt_tuning_jax.export/1`):
             parameters with any reparameterization collapsed (a DeepPrompt with an MLP
             is stored as its table `prompt/prefix` [L, 2, P, N, D]).
   metadata (all strings): format, task, label_names (JSON list), step, metric,
-            backbone (directory name), hidden_size, num_hidden_layers,
-            num_attention_heads, prompt_length, position_policy, pooling.
+            backbone (directory), hidden_size, num_hidden_layers, num_attention_heads,
+            prompt_kind, prompt_length, position_policy, pooling.
 Load with `load_export(path)` -> (tensors, metadata).
 """
 

@@ -20,6 +20,7 @@ LOGICAL_AXIS_RULES = (
     ("token_types", None),
     ("layers", None),
     ("classes", None),
+    ("tasks", None),
     # Prompt axes: replicated.
     ("prompt_length", None),
     ("prompt_layers", None),

@@ -23,6 +23,7 @@ from prompt_tuning_jax.metric_writer import MetricWriter, Progress, format_durat
 from prompt_tuning_jax.models.bert import check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
+from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
 from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step
 
@@ -63,14 +64,26 @@ def init_params(model: nn.Module, backbone_params, seed: int):
 
 
 def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
-  """Trainable parameters with the deep prompt's reparameterization collapsed."""
+  """Trainable parameters with deep prompts' reparameterization collapsed (per bank member)."""
   trained = dict(trained)
-  if model.prompt is not None and "prompt" in trained and model.prompt.reparam_hidden is not None:
+  bank = isinstance(model.prompt, PromptBank)
+  template = model.prompt.prompt if bank else model.prompt
+  if isinstance(template, DeepPrompt) and template.reparam_hidden is not None and "prompt" in trained:
     c = model.config
-    table = collapse_reparameterization(model.prompt, trained["prompt"], c.num_hidden_layers,
-                                        c.num_attention_heads, c.head_dim)
-    trained["prompt"] = {"prefix": table}
+    collapse = lambda p: {"prefix": collapse_reparameterization(template, p, c.num_hidden_layers,
+                                                                c.num_attention_heads, c.head_dim)}
+    trained["prompt"] = ({name: collapse(p) for name, p in trained["prompt"].items()} if bank else
+                         collapse(trained["prompt"]))
   return {k: np.asarray(v) for k, v in trainable.flatten(trained).items()}
+
+
+def model_metadata(model: EncoderClassifier, backbone_path: Path) -> dict:
+  """What a reader of an exported prompt needs to know about the model it fits."""
+  c = model.config
+  return {"backbone": str(backbone_path), "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
+          "num_attention_heads": c.num_attention_heads, "prompt_kind": type(model.prompt).__name__,
+          "prompt_length": model.prompt_length(),
+          "position_policy": getattr(model.prompt, "position_policy", "none"), "pooling": model.pooling}
 
 
 def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int):
@@ -189,11 +202,7 @@ def train(model_dir: str = gin.REQUIRED,
         extra = {"best_accuracy": last_eval["accuracy"], "best_step": step}
         export.save_export(export_path, exportable(model, jax.device_get(state.trainable)), {
             "task": task.name, "label_names": list(label_names), "step": step, "metric": last_eval,
-            "backbone": backbone_path.name, "hidden_size": config.hidden_size,
-            "num_hidden_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads,
-            "prompt_length": model.prompt_length(),
-            "position_policy": model.prompt.position_policy if model.prompt else "none",
-            "pooling": model.pooling})
+            **model_metadata(model, backbone_path)})
       print(f"  {eval_split} at step {step}: accuracy {last_eval['accuracy']:.2f}% loss {last_eval['loss']:.4f}"
             f"{' (best, exported)' if improved else ''}", flush=True)
       checkpoints.save(state, extra)

@@ -10,29 +10,41 @@ from typing import Optional, Union
 import flax.linen as nn
 import jax
 
+import jax.numpy as jnp
+
 from prompt_tuning_jax.models.bert import BertConfig, BertEncoder
 from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
 
 POOLINGS = ("cls", "pooler")
-Prompt = Union[DeepPrompt, InputPrompt]
+Prompt = Union[DeepPrompt, InputPrompt, PromptBank]
+
+
+def prompt_kind(prompt: Optional[Prompt]):
+  """The single-prompt class behind `prompt` (a bank's template class), or None."""
+  return type(prompt.prompt) if isinstance(prompt, PromptBank) else (type(prompt) if prompt is not None else None)
 
 
 class EncoderClassifier(nn.Module):
   """Attributes:
     config: backbone architecture.
     num_labels: C.
-    prompt: a DeepPrompt or InputPrompt, or None (fine-tuning, BitFit, linear probe).
+    prompt: a DeepPrompt, InputPrompt or a PromptBank of either, or None (fine-tuning,
+      BitFit, linear probe).
     pooling: 'cls' (final state of the real [CLS] token) or 'pooler' (the backbone's
       tanh pooler over it).
     head_dropout: dropout on the pooled state before the head.
+    num_heads: K > 1 gives K heads (kernel [K, H, C]); example b uses head task_ids[b]
+      (multi-task: one head per task; ensembles: one per member).
   """
   config: BertConfig
   num_labels: int
   prompt: Optional[Prompt] = None
   pooling: str = "cls"
   head_dropout: float = 0.1
+  num_heads: int = 1
 
   def prompt_length(self) -> int:
     return 0 if self.prompt is None else self.prompt.length
@@ -43,30 +55,39 @@ class EncoderClassifier(nn.Module):
       return text_length
     if self.prompt.position_policy == "after_prompt":
       return self.prompt.length + text_length
-    return max(text_length, self.prompt.length if isinstance(self.prompt, InputPrompt) else 0)
+    return max(text_length, self.prompt.length if prompt_kind(self.prompt) is InputPrompt else 0)
 
   @nn.compact
-  def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True) -> jax.Array:
-    """[B, T] ids, token types, mask -> logits [B, C]."""
+  def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
+               task_ids=None) -> jax.Array:
+    """[B, T] ids, token types, mask; task_ids [B] (bank member and head) -> logits [B, C]."""
     if self.pooling not in POOLINGS:
       raise ValueError(f"Unknown pooling {self.pooling!r}; use one of {POOLINGS}.")
     c = self.config
     backbone = BertEncoder(c, name="backbone")
     b, t = input_ids.shape
+    if task_ids is None:
+      task_ids = jnp.zeros((b,), jnp.int32)
+    kind, bank = prompt_kind(self.prompt), isinstance(self.prompt, PromptBank)
     kwargs, cls_index = {}, 0
-    if isinstance(self.prompt, DeepPrompt):
-      layers = resolve_layers(self.prompt.layers, c.num_hidden_layers)
-      prefixes = self.prompt(b, c.num_hidden_layers, c.num_attention_heads, c.head_dim, deterministic=deterministic)
+    if kind is DeepPrompt:
+      template = self.prompt.prompt if bank else self.prompt
+      layers = resolve_layers(template.layers, c.num_hidden_layers)
+      shape = (c.num_hidden_layers, c.num_attention_heads, c.head_dim)
+      prefixes = (self.prompt.deep(task_ids, *shape, deterministic=deterministic) if bank else
+                  self.prompt(b, *shape, deterministic=deterministic))
       kwargs["layer_prefixes"] = layer_prefixes(prefixes, layers, c.num_hidden_layers)
-      start = self.prompt.length if self.prompt.position_policy == "after_prompt" else 0
+      start = template.length if template.position_policy == "after_prompt" else 0
       kwargs["position_ids"] = backbone.default_position_ids(b, t, start=start)
-    elif isinstance(self.prompt, InputPrompt):
-      p = self.prompt.length
+    elif kind is InputPrompt:
+      template = self.prompt.prompt if bank else self.prompt
+      p = template.length
       words = backbone.embed_words(input_ids)
-      prompt = self.prompt(backbone.word_embedding_table())
+      table = backbone.word_embedding_table()
+      prompt = self.prompt.input(task_ids, table) if bank else self.prompt(table)
       kwargs["inputs_embeds"], token_type_ids, attention_mask = prepend(prompt, words, token_type_ids, attention_mask)
       kwargs["position_ids"] = backbone.position_ids(
-          prompted_position_ids(b, p, t, self.prompt.position_policy), self.max_position(t))
+          prompted_position_ids(b, p, t, template.position_policy), self.max_position(t))
       cls_index = p
     elif self.prompt is not None:
       raise TypeError(f"EncoderClassifier cannot attach a {type(self.prompt).__name__}.")
@@ -75,6 +96,22 @@ class EncoderClassifier(nn.Module):
     if self.pooling == "pooler":
       features = backbone.pool(features)
     features = nn.Dropout(self.head_dropout)(features, deterministic=deterministic)
-    return nn.Dense(self.num_labels, name="head",
-                    kernel_init=with_axes(nn.initializers.normal(0.02), "embed", "classes"),
-                    bias_init=with_axes(nn.initializers.zeros, "classes"))(features)
+    if self.num_heads == 1:
+      return nn.Dense(self.num_labels, name="head",
+                      kernel_init=with_axes(nn.initializers.normal(0.02), "embed", "classes"),
+                      bias_init=with_axes(nn.initializers.zeros, "classes"))(features)
+    return HeadBank(self.num_heads, self.num_labels, name="head")(features, task_ids)
+
+
+class HeadBank(nn.Module):
+  """K linear heads; example b uses head task_ids[b]. kernel [K, H, C], bias [K, C]."""
+  size: int
+  num_labels: int
+
+  @nn.compact
+  def __call__(self, features, task_ids):
+    """features [B, H], task_ids [B] -> logits [B, C]."""
+    kernel = self.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
+                        (self.size, features.shape[-1], self.num_labels))
+    bias = self.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (self.size, self.num_labels))
+    return jnp.einsum("bh,bhc->bc", features, kernel[task_ids]) + bias[task_ids]

@@ -64,10 +64,15 @@ class DeepPrompt(nn.Module):
     table = self.table(num_layers, num_heads, head_dim)
     l, _, p, n, d = table.shape
     prefixes = jnp.broadcast_to(table[:, :, None], (l, 2, batch_size, p, n, d))
-    if deterministic or self.dropout_rate == 0.0:
-      return prefixes
-    keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.dropout_rate, prefixes.shape)
-    return jnp.where(keep, prefixes / (1.0 - self.dropout_rate), 0.0)
+    return prefix_dropout(self, prefixes, self.dropout_rate, deterministic)
+
+
+def prefix_dropout(module: nn.Module, prefixes: jax.Array, rate: float, deterministic: bool) -> jax.Array:
+  """Dropout with an independent mask per example (the prefixes are [L', 2, B, P, N, D])."""
+  if deterministic or rate == 0.0:
+    return prefixes
+  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, prefixes.shape)
+  return jnp.where(keep, prefixes / (1.0 - rate), 0.0)
 
 
 def resolve_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> Tuple[int, ...]:

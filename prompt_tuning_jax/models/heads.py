@@ -1,0 +1,158 @@
+"""Task heads over a backbone's final hidden states `hidden [B, T, H]`, with losses and decoders.
+
+Each head owns exactly two randomly initialised parameters, `kernel [embed, classes]` and
+`bias [classes]`, so a head module named "head" has the same paths ("head/kernel",
+"head/bias") and logical axes as EncoderClassifier's head and is trained by `head/.*`.
+Losses follow train_step.classification_loss: float32 cross-entropy, a weighted mean,
+padding carries weight 0. Decoders are numpy and run on host after eval.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prompt_tuning_jax.partitioning import with_axes
+
+MASKED_LOGIT = -1e9
+
+
+def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool) -> jax.Array:
+  """Dropout then x @ kernel + bias; [..., H] -> [..., features]. Call from a compact method:
+  the parameters land directly on `head` (no Dense_0 level), matching EncoderClassifier."""
+  kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "embed", "classes"),
+                      (x.shape[-1], features))
+  bias = head.param("bias", with_axes(nn.initializers.zeros, "classes"), (features,))
+  x = nn.Dropout(dropout)(x, deterministic=deterministic)
+  return jnp.dot(x, kernel) + bias
+
+
+def _weighted_xent(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """logits [..., C], labels [...], weights [...] -> (weighted mean loss, {"correct", "count"})."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  weights = jnp.asarray(weights, jnp.float32)
+  correct = (logits.argmax(-1) == labels) * weights
+  total = jnp.maximum(weights.sum(), 1.0)
+  return (losses * weights).sum() / total, {"correct": correct.sum(), "count": weights.sum()}
+
+
+class SequenceClassificationHead(nn.Module):
+  """Logits from the [CLS] state. Loss: train_step.classification_loss (logits [B, C])."""
+  num_labels: int
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, hidden, cls_index: int = 0, deterministic: bool = True) -> jax.Array:
+    """hidden [B, T, H] -> logits [B, C]. cls_index is P after an input prompt, else 0."""
+    return _project(self, hidden[:, cls_index], self.num_labels, self.dropout, deterministic)
+
+
+class TokenClassificationHead(nn.Module):
+  """Per-token logits (NER, POS); labels live on each word's first sub-word."""
+  num_labels: int
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, hidden, deterministic: bool = True) -> jax.Array:
+    """hidden [B, T, H] -> logits [B, T, C]."""
+    return _project(self, hidden, self.num_labels, self.dropout, deterministic)
+
+
+def first_subword_label_weights(word_ids):
+  """word_ids [B, T] (word index per token, -1 for special tokens/padding) -> float32 weights [B, T].
+
+  1 exactly where a token starts a word: word id >= 0 and different from the previous token's.
+  numpy in -> numpy out (data pipeline); jax in -> jax out (jit-able).
+  """
+  xp = np if isinstance(word_ids, np.ndarray) else jnp
+  previous = xp.concatenate([xp.full_like(word_ids[:, :1], -1), word_ids[:, :-1]], axis=1)
+  return ((word_ids >= 0) & (word_ids != previous)).astype(xp.float32)
+
+
+def token_classification_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """logits [B, T, C], labels [B, T], weights [B, T] -> (mean loss over weighted tokens,
+  {"correct", "count"} over weighted tokens). Labels at weight-0 tokens are ignored (any value)."""
+  return _weighted_xent(logits, jnp.where(weights > 0, labels, 0), weights)
+
+
+def word_predictions(logits, word_ids) -> List[List[int]]:
+  """logits [B, T, C], word_ids [B, T] -> per example, the predicted label id of each word, in
+  word order, read at the word's first sub-word (the token that carried its label)."""
+  word_ids = np.asarray(word_ids)
+  predicted = np.asarray(logits).argmax(-1)
+  first = first_subword_label_weights(word_ids) > 0
+  return [predicted[b][first[b]].tolist() for b in range(word_ids.shape[0])]
+
+
+class SpanExtractionHead(nn.Module):
+  """Extractive QA (SQuAD): start and end logits per token from one Dense(H, 2)."""
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, hidden, deterministic: bool = True) -> Tuple[jax.Array, jax.Array]:
+    """hidden [B, T, H] -> (start_logits [B, T], end_logits [B, T])."""
+    logits = _project(self, hidden, 2, self.dropout, deterministic)
+    return logits[..., 0], logits[..., 1]
+
+
+def span_loss(start_logits, end_logits, start_positions, end_positions, context_mask,
+              weights: Optional[jax.Array] = None) -> jax.Array:
+  """Mean of the start and end cross-entropies; logits [B, T], positions [B], context_mask [B, T].
+
+  Positions where context_mask is 0 (question, [SEP], padding) get logit -1e9, so the softmax
+  runs over the context only. Index 0 ([CLS]) is the no-answer position (SQuAD v2): set
+  context_mask[:, 0] = 1 when no-answer is allowed, and label unanswerable examples (0, 0).
+  A gold position outside the mask costs ~1e9: it is a data bug, not something to train on.
+  weights [B] (optional, default all 1) drop padded examples from the mean.
+  """
+  mask = jnp.asarray(context_mask) > 0
+  if weights is None:
+    weights = jnp.ones(start_positions.shape, jnp.float32)
+  start, _ = _weighted_xent(jnp.where(mask, start_logits.astype(jnp.float32), MASKED_LOGIT),
+                            start_positions, weights)
+  end, _ = _weighted_xent(jnp.where(mask, end_logits.astype(jnp.float32), MASKED_LOGIT),
+                          end_positions, weights)
+  return (start + end) / 2
+
+
+def best_spans(start_logits, end_logits, context_mask, n_best: int = 20,
+               max_answer_length: int = 30) -> List[List[Tuple[int, int, float]]]:
+  """SQuAD n-best search. logits [B, T], context_mask [B, T] -> per example, up to n_best
+  (start, end, score) with score = start_logit + end_logit, best first.
+
+  Candidates are the top n_best starts x top n_best ends inside the context with end >= start
+  and end - start + 1 <= max_answer_length. (0, 0) is the no-answer span when context_mask[:, 0] = 1.
+  """
+  start_logits, end_logits = np.asarray(start_logits, np.float64), np.asarray(end_logits, np.float64)
+  mask = np.asarray(context_mask) > 0
+  results = []
+  for s_log, e_log, m in zip(start_logits, end_logits, mask):
+    inside = np.flatnonzero(m)
+    # Stable sort on the negated logits: ties keep token order, so results are deterministic.
+    starts = inside[np.argsort(-s_log[inside], kind="stable")[:n_best]]
+    ends = inside[np.argsort(-e_log[inside], kind="stable")[:n_best]]
+    spans = [(int(s), int(e), float(s_log[s] + e_log[e])) for s in starts for e in ends
+             if s <= e and e - s + 1 <= max_answer_length]
+    spans.sort(key=lambda span: (-span[2], span[0], span[1]))
+    results.append(spans[:n_best])
+  return results
+
+
+class MultipleChoiceHead(nn.Module):
+  """Scores each (context, choice_k) sequence with Dense(H, 1) on its [CLS] state (SWAG, RACE)."""
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, hidden, num_choices: int, cls_index: int = 0, deterministic: bool = True) -> jax.Array:
+    """hidden [B*K, T, H] (choices of one example are consecutive) -> logits [B, K]."""
+    scores = _project(self, hidden[:, cls_index], 1, self.dropout, deterministic)  # [B*K, 1]
+    return scores.reshape(num_choices, -1).T
+
+
+def multiple_choice_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """logits [B, K], labels [B] (index of the right choice), weights [B] -> (weighted mean softmax
+  cross-entropy over the K choices, {"correct", "count"})."""
+  return _weighted_xent(logits, labels, weights)
