@@ -149,7 +149,7 @@ class MultipleChoiceHead(nn.Module):
   def __call__(self, hidden, num_choices: int, cls_index: int = 0, deterministic: bool = True) -> jax.Array:
     """hidden [B*K, T, H] (choices of one example are consecutive) -> logits [B, K]."""
     scores = _project(self, hidden[:, cls_index], 1, self.dropout, deterministic)  # [B*K, 1]
-    return scores.reshape(num_choices, -1).T
+    return scores.reshape(-1, num_choices)
 
 
 def multiple_choice_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
