@@ -35,7 +35,8 @@ def register_configurables() -> None:
   from prompt_tuning_jax.prompts import initializers  # pylint: disable=g-import-not-at-top,unused-import
   from prompt_tuning_jax.prompts.deep import DeepPrompt  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.prompts.input import InputPrompt  # pylint: disable=g-import-not-at-top
-  for module_class in (EncoderClassifier, DeepPrompt, InputPrompt):
+  from prompt_tuning_jax.prompts.ptuning import PTuningEncoder  # pylint: disable=g-import-not-at-top
+  for module_class in (EncoderClassifier, DeepPrompt, InputPrompt, PTuningEncoder):
     gin.external_configurable(module_class, module="prompt_tuning_jax")
 
 

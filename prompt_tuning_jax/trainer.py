@@ -155,12 +155,12 @@ def train(model_dir: str = gin.REQUIRED,
 
   params = init_params(model, backbone_params, seed)
   trained, frozen = trainable.split_params(params, trainable_patterns)
-  report = parameter_report(params, trained)
+  report = parameter_report(model, params, trained)
   print(f"Task {task.name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples; "
         f"labels {list(label_names)}")
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
-        f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors: "
-        f"{', '.join(sorted(trainable.flatten(trained)))})", flush=True)
+        f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors); exported artifact "
+        f"{report['export_tensor_bytes']:,} bytes of tensors", flush=True)
   (model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
 
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
@@ -225,10 +225,13 @@ def train(model_dir: str = gin.REQUIRED,
   return results
 
 
-def parameter_report(params, trained) -> dict:
+def parameter_report(model: EncoderClassifier, params, trained) -> dict:
+  """Trainable count, its share of the backbone, and the tensor bytes of the export."""
   n_trainable, n_backbone = trainable.count(trained), trainable.count(params["backbone"])
   return {"trainable": n_trainable, "backbone": n_backbone, "total": trainable.count(params),
-          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone}
+          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone,
+          "trainable_tensors": sorted(trainable.flatten(trained)),
+          "export_tensor_bytes": int(sum(v.nbytes for v in exportable(model, jax.device_get(trained)).values()))}
 
 
 def print_summary(results: dict, eval_split: str) -> None:

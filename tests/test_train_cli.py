@@ -96,3 +96,20 @@ def test_resumes_after_sigkill(tmp_path):
   assert results["step"] == 60  # ...and training ends at TRAIN_STEPS.
   assert "TRAIN_STEPS = 60" in (model_dir / "config.gin").read_text()  # The operative config.
   assert (model_dir / "export" / "best.safetensors").stat().st_size == results["export_bytes"]
+
+
+@pytest.mark.parametrize("method", ["deep_prompt", "prefix_tuning", "lester", "ptuning", "bitfit", "finetune"])
+def test_every_method_trains_from_the_command_line(method, capsys, clean_gin, tmp_path):
+  data_dir, model_dir = _tiny_sst2(tmp_path / "data"), tmp_path / "run"
+  code = train.main(["--gin_file=gin/sst2.gin", f"--gin_file=gin/methods/{method}.gin",
+                     f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'", "--gin.TRAIN_STEPS=4",
+                     "--gin.EVAL_PERIOD=4", "--gin.BATCH_SIZE=8"])
+  out, err = capsys.readouterr()
+  assert code == 0, err
+  report = json.loads((model_dir / "parameters.json").read_text())
+  results = json.loads((model_dir / "results.json").read_text())
+  assert results["step"] == 4 and results["export_bytes"] > report["export_tensor_bytes"]
+  expected_share = {"deep_prompt": (0.1, 1), "prefix_tuning": (1, 20), "lester": (0.01, 0.1), "ptuning": (1, 20),
+                    "bitfit": (0.05, 0.5), "finetune": (100, 101)}[method]
+  assert expected_share[0] < report["share_of_backbone_percent"] < expected_share[1], report
+  assert "Trainable parameters:" in out

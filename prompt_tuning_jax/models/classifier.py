@@ -17,9 +17,10 @@ from prompt_tuning_jax.partitioning import with_axes
 from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
+from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, insert_virtual_tokens
 
 POOLINGS = ("cls", "pooler")
-Prompt = Union[DeepPrompt, InputPrompt, PromptBank]
+Prompt = Union[DeepPrompt, InputPrompt, PTuningEncoder, PromptBank]
 
 
 def prompt_kind(prompt: Optional[Prompt]):
@@ -31,8 +32,8 @@ class EncoderClassifier(nn.Module):
   """Attributes:
     config: backbone architecture.
     num_labels: C.
-    prompt: a DeepPrompt, InputPrompt or a PromptBank of either, or None (fine-tuning,
-      BitFit, linear probe).
+    prompt: a DeepPrompt, InputPrompt, PTuningEncoder or a PromptBank of the first two,
+      or None (fine-tuning, BitFit, linear probe).
     pooling: 'cls' (final state of the real [CLS] token) or 'pooler' (the backbone's
       tanh pooler over it).
     head_dropout: dropout on the pooled state before the head.
@@ -53,7 +54,7 @@ class EncoderClassifier(nn.Module):
     """Position ids a text of `text_length` tokens needs (before the config's offset)."""
     if self.prompt is None:
       return text_length
-    if self.prompt.position_policy == "after_prompt":
+    if isinstance(self.prompt, PTuningEncoder) or self.prompt.position_policy == "after_prompt":
       return self.prompt.length + text_length
     return max(text_length, self.prompt.length if prompt_kind(self.prompt) is InputPrompt else 0)
 
@@ -89,6 +90,11 @@ class EncoderClassifier(nn.Module):
       kwargs["position_ids"] = backbone.position_ids(
           prompted_position_ids(b, p, t, template.position_policy), self.max_position(t))
       cls_index = p
+    elif kind is PTuningEncoder:  # Virtual tokens interleaved with the text by the template.
+      virtual = self.prompt(backbone.word_embedding_table())
+      kwargs["inputs_embeds"], token_type_ids, attention_mask, cls_index = insert_virtual_tokens(
+          virtual, backbone.embed_words(input_ids), token_type_ids, attention_mask, self.prompt.template)
+      kwargs["position_ids"] = backbone.default_position_ids(b, t + self.prompt.length)
     elif self.prompt is not None:
       raise TypeError(f"EncoderClassifier cannot attach a {type(self.prompt).__name__}.")
     hidden, _ = backbone(input_ids, token_type_ids, attention_mask, deterministic=deterministic, **kwargs)
