@@ -107,11 +107,6 @@ class TrainBatches:
       self._epoch, self._batches = epoch, self.epoch_batches(epoch)
     return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
 
-  def from_step(self, step: int) -> Iterator[Batch]:
-    while True:
-      yield self.batch(step)
-      step += 1
-
 
 def eval_order(examples: Examples) -> np.ndarray:
   """Example indices by length, so eval batches carry little padding."""
