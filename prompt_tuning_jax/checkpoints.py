@@ -5,7 +5,7 @@ Frozen backbone weights are never written: they come from INITIAL_CHECKPOINT_PAT
 """
 
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp

@@ -3,7 +3,7 @@
 import json
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import tensorflow as tf
 

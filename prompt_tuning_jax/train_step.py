@@ -5,13 +5,13 @@ parameters are a separate, non-donated argument, so they get no gradient, no
 optimizer state and are never written.
 """
 
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple
 
 import gin
 import jax
-import jax.numpy as jnp
 import optax
 
+from prompt_tuning_jax.models.heads import weighted_cross_entropy
 from prompt_tuning_jax.trainable import merge_params
 
 
@@ -40,14 +40,6 @@ def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_
                          clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
 
 
-def classification_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-  """Weighted mean cross-entropy; logits [B, C], labels [B], weights [B]."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-  total = jnp.maximum(weights.sum(), 1.0)
-  correct = (logits.argmax(-1) == labels) * weights
-  return (losses * weights).sum() / total, {"correct": correct.sum(), "count": weights.sum()}
-
-
 def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation):
   """Returns train_step(state, frozen, batch, rng) -> (state, metrics)."""
 
@@ -57,7 +49,7 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation):
     def loss_fn(trainable):
       logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
                         batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
-      return classification_loss(logits, batch["labels"], batch["weights"])
+      return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
@@ -75,7 +67,7 @@ def make_eval_step(apply_fn: Callable):
   def eval_step(trainable, frozen, batch):
     logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
                       batch["attention_mask"], deterministic=True)
-    loss, _ = classification_loss(logits, batch["labels"], batch["weights"])
+    loss, _ = weighted_cross_entropy(logits, batch["labels"], batch["weights"])
     return logits.argmax(-1), loss * batch["weights"].sum()
 
   return eval_step

@@ -23,7 +23,7 @@ from prompt_tuning_jax.metric_writer import MetricWriter, Progress, format_durat
 from prompt_tuning_jax.models.bert import check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
-from prompt_tuning_jax.prompts.bank import PromptBank
+from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
 from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step
 
@@ -66,8 +66,7 @@ def init_params(model: nn.Module, backbone_params, seed: int):
 def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
   """Trainable parameters with deep prompts' reparameterization collapsed (per bank member)."""
   trained = dict(trained)
-  bank = isinstance(model.prompt, PromptBank)
-  template = model.prompt.prompt if bank else model.prompt
+  bank, template = isinstance(model.prompt, PromptBank), prompt_template(model.prompt)
   if isinstance(template, DeepPrompt) and template.reparam_hidden is not None and "prompt" in trained:
     c = model.config
     collapse = lambda p: {"prefix": collapse_reparameterization(template, p, c.num_hidden_layers,
@@ -79,11 +78,11 @@ def exportable(model: EncoderClassifier, trained) -> Dict[str, np.ndarray]:
 
 def model_metadata(model: EncoderClassifier, backbone_path: Path) -> dict:
   """What a reader of an exported prompt needs to know about the model it fits."""
-  c = model.config
+  c, template = model.config, prompt_template(model.prompt)
   return {"backbone": str(backbone_path), "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
-          "num_attention_heads": c.num_attention_heads, "prompt_kind": type(model.prompt).__name__,
+          "num_attention_heads": c.num_attention_heads, "prompt_kind": type(template).__name__ if template else "none",
           "prompt_length": model.prompt_length(),
-          "position_policy": getattr(model.prompt, "position_policy", "none"), "pooling": model.pooling}
+          "position_policy": getattr(template, "position_policy", "none"), "pooling": model.pooling}
 
 
 def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int):

@@ -2,30 +2,25 @@
 
 Parameters: `backbone/...` (loaded from a checkpoint), `prompt/...` and `head/...`
 (randomly initialised). Which of them train is decided by the trainable patterns.
-The prompt is any prompt module; `_attach_prompt` picks its combine function.
+The prompt's kind picks its combine function: deep prompts enter attention as prefixes,
+input prompts are prepended, P-Tuning virtual tokens are placed by a template.
 """
 
 from typing import Optional, Union
 
 import flax.linen as nn
 import jax
-
 import jax.numpy as jnp
 
 from prompt_tuning_jax.models.bert import BertConfig, BertEncoder
-from prompt_tuning_jax.partitioning import with_axes
-from prompt_tuning_jax.prompts.bank import PromptBank
+from prompt_tuning_jax.models.heads import SequenceClassificationHead
+from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, insert_virtual_tokens
 
 POOLINGS = ("cls", "pooler")
 Prompt = Union[DeepPrompt, InputPrompt, PTuningEncoder, PromptBank]
-
-
-def prompt_kind(prompt: Optional[Prompt]):
-  """The single-prompt class behind `prompt` (a bank's template class), or None."""
-  return type(prompt.prompt) if isinstance(prompt, PromptBank) else (type(prompt) if prompt is not None else None)
 
 
 class EncoderClassifier(nn.Module):
@@ -54,9 +49,10 @@ class EncoderClassifier(nn.Module):
     """Position ids a text of `text_length` tokens needs (before the config's offset)."""
     if self.prompt is None:
       return text_length
-    if isinstance(self.prompt, PTuningEncoder) or self.prompt.position_policy == "after_prompt":
-      return self.prompt.length + text_length
-    return max(text_length, self.prompt.length if prompt_kind(self.prompt) is InputPrompt else 0)
+    template = prompt_template(self.prompt)
+    if isinstance(template, PTuningEncoder) or template.position_policy == "after_prompt":
+      return template.length + text_length
+    return max(text_length, template.length if isinstance(template, InputPrompt) else 0)
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
@@ -69,10 +65,9 @@ class EncoderClassifier(nn.Module):
     b, t = input_ids.shape
     if task_ids is None:
       task_ids = jnp.zeros((b,), jnp.int32)
-    kind, bank = prompt_kind(self.prompt), isinstance(self.prompt, PromptBank)
+    template, bank = prompt_template(self.prompt), isinstance(self.prompt, PromptBank)
     kwargs, cls_index = {}, 0
-    if kind is DeepPrompt:
-      template = self.prompt.prompt if bank else self.prompt
+    if isinstance(template, DeepPrompt):
       layers = resolve_layers(template.layers, c.num_hidden_layers)
       shape = (c.num_hidden_layers, c.num_attention_heads, c.head_dim)
       prefixes = (self.prompt.deep(task_ids, *shape, deterministic=deterministic) if bank else
@@ -80,8 +75,7 @@ class EncoderClassifier(nn.Module):
       kwargs["layer_prefixes"] = layer_prefixes(prefixes, layers, c.num_hidden_layers)
       start = template.length if template.position_policy == "after_prompt" else 0
       kwargs["position_ids"] = backbone.default_position_ids(b, t, start=start)
-    elif kind is InputPrompt:
-      template = self.prompt.prompt if bank else self.prompt
+    elif isinstance(template, InputPrompt):
       p = template.length
       words = backbone.embed_words(input_ids)
       table = backbone.word_embedding_table()
@@ -90,7 +84,7 @@ class EncoderClassifier(nn.Module):
       kwargs["position_ids"] = backbone.position_ids(
           prompted_position_ids(b, p, t, template.position_policy), self.max_position(t))
       cls_index = p
-    elif kind is PTuningEncoder:  # Virtual tokens interleaved with the text by the template.
+    elif isinstance(template, PTuningEncoder):  # Virtual tokens interleaved with the text by the template.
       virtual = self.prompt(backbone.word_embedding_table())
       kwargs["inputs_embeds"], token_type_ids, attention_mask, cls_index = insert_virtual_tokens(
           virtual, backbone.embed_words(input_ids), token_type_ids, attention_mask, self.prompt.template)
@@ -98,26 +92,7 @@ class EncoderClassifier(nn.Module):
     elif self.prompt is not None:
       raise TypeError(f"EncoderClassifier cannot attach a {type(self.prompt).__name__}.")
     hidden, _ = backbone(input_ids, token_type_ids, attention_mask, deterministic=deterministic, **kwargs)
-    features = hidden[:, cls_index]
-    if self.pooling == "pooler":
-      features = backbone.pool(features)
-    features = nn.Dropout(self.head_dropout)(features, deterministic=deterministic)
-    if self.num_heads == 1:
-      return nn.Dense(self.num_labels, name="head",
-                      kernel_init=with_axes(nn.initializers.normal(0.02), "embed", "classes"),
-                      bias_init=with_axes(nn.initializers.zeros, "classes"))(features)
-    return HeadBank(self.num_heads, self.num_labels, name="head")(features, task_ids)
-
-
-class HeadBank(nn.Module):
-  """K linear heads; example b uses head task_ids[b]. kernel [K, H, C], bias [K, C]."""
-  size: int
-  num_labels: int
-
-  @nn.compact
-  def __call__(self, features, task_ids):
-    """features [B, H], task_ids [B] -> logits [B, C]."""
-    kernel = self.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
-                        (self.size, features.shape[-1], self.num_labels))
-    bias = self.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (self.size, self.num_labels))
-    return jnp.einsum("bh,bhc->bc", features, kernel[task_ids]) + bias[task_ids]
+    head = SequenceClassificationHead(self.num_labels, self.head_dropout,
+                                      size=None if self.num_heads == 1 else self.num_heads, name="head")
+    return head(hidden, cls_index, deterministic, pooler=backbone.pool if self.pooling == "pooler" else None,
+                task_ids=task_ids)

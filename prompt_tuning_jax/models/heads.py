@@ -3,11 +3,11 @@
 Each head owns exactly two randomly initialised parameters, `kernel [embed, classes]` and
 `bias [classes]`, so a head module named "head" has the same paths ("head/kernel",
 "head/bias") and logical axes as EncoderClassifier's head and is trained by `head/.*`.
-Losses follow train_step.classification_loss: float32 cross-entropy, a weighted mean,
-padding carries weight 0. Decoders are numpy and run on host after eval.
+Losses share `weighted_cross_entropy`: float32 cross-entropy, a weighted mean, padding
+carries weight 0. Decoders are numpy and run on host after eval.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -22,7 +22,7 @@ MASKED_LOGIT = -1e9
 
 def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool) -> jax.Array:
   """Dropout then x @ kernel + bias; [..., H] -> [..., features]. Call from a compact method:
-  the parameters land directly on `head` (no Dense_0 level), matching EncoderClassifier."""
+  the parameters land directly on `head` (no Dense_0 level)."""
   kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "embed", "classes"),
                       (x.shape[-1], features))
   bias = head.param("bias", with_axes(nn.initializers.zeros, "classes"), (features,))
@@ -30,7 +30,7 @@ def _project(head: nn.Module, x, features: int, dropout: float, deterministic: b
   return jnp.dot(x, kernel) + bias
 
 
-def _weighted_xent(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+def weighted_cross_entropy(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """logits [..., C], labels [...], weights [...] -> (weighted mean loss, {"correct", "count"})."""
   losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
   weights = jnp.asarray(weights, jnp.float32)
@@ -40,14 +40,30 @@ def _weighted_xent(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Ar
 
 
 class SequenceClassificationHead(nn.Module):
-  """Logits from the [CLS] state. Loss: train_step.classification_loss (logits [B, C])."""
+  """Logits from the [CLS] state. Loss: weighted_cross_entropy (logits [B, C]).
+
+  With `size` K, it is a bank of K heads (kernel [K, H, C], bias [K, C]) and example b
+  uses head task_ids[b] (multi-task: one head per task; ensembles: one per member).
+  """
   num_labels: int
   dropout: float = 0.1
+  size: Optional[int] = None
 
   @nn.compact
-  def __call__(self, hidden, cls_index: int = 0, deterministic: bool = True) -> jax.Array:
-    """hidden [B, T, H] -> logits [B, C]. cls_index is P after an input prompt, else 0."""
-    return _project(self, hidden[:, cls_index], self.num_labels, self.dropout, deterministic)
+  def __call__(self, hidden, cls_index: int = 0, deterministic: bool = True,
+               pooler: Optional[Callable[[jax.Array], jax.Array]] = None, task_ids=None) -> jax.Array:
+    """hidden [B, T, H] -> logits [B, C]. cls_index is P after an input prompt, else 0;
+    pooler (e.g. BertEncoder.pool) maps the [CLS] state [B, H] first; task_ids [B]."""
+    features = hidden[:, cls_index]
+    if pooler is not None:
+      features = pooler(features)
+    if self.size is None:
+      return _project(self, features, self.num_labels, self.dropout, deterministic)
+    kernel = self.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
+                        (self.size, features.shape[-1], self.num_labels))
+    bias = self.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (self.size, self.num_labels))
+    features = nn.Dropout(self.dropout)(features, deterministic=deterministic)
+    return jnp.einsum("bh,bhc->bc", features, kernel[task_ids]) + bias[task_ids]
 
 
 class TokenClassificationHead(nn.Module):
@@ -75,7 +91,7 @@ def first_subword_label_weights(word_ids):
 def token_classification_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """logits [B, T, C], labels [B, T], weights [B, T] -> (mean loss over weighted tokens,
   {"correct", "count"} over weighted tokens). Labels at weight-0 tokens are ignored (any value)."""
-  return _weighted_xent(logits, jnp.where(weights > 0, labels, 0), weights)
+  return weighted_cross_entropy(logits, jnp.where(weights > 0, labels, 0), weights)
 
 
 def word_predictions(logits, word_ids) -> List[List[int]]:
@@ -111,9 +127,9 @@ def span_loss(start_logits, end_logits, start_positions, end_positions, context_
   mask = jnp.asarray(context_mask) > 0
   if weights is None:
     weights = jnp.ones(start_positions.shape, jnp.float32)
-  start, _ = _weighted_xent(jnp.where(mask, start_logits.astype(jnp.float32), MASKED_LOGIT),
+  start, _ = weighted_cross_entropy(jnp.where(mask, start_logits.astype(jnp.float32), MASKED_LOGIT),
                             start_positions, weights)
-  end, _ = _weighted_xent(jnp.where(mask, end_logits.astype(jnp.float32), MASKED_LOGIT),
+  end, _ = weighted_cross_entropy(jnp.where(mask, end_logits.astype(jnp.float32), MASKED_LOGIT),
                           end_positions, weights)
   return (start + end) / 2
 
@@ -155,4 +171,4 @@ class MultipleChoiceHead(nn.Module):
 def multiple_choice_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """logits [B, K], labels [B] (index of the right choice), weights [B] -> (weighted mean softmax
   cross-entropy over the K choices, {"correct", "count"})."""
-  return _weighted_xent(logits, labels, weights)
+  return weighted_cross_entropy(logits, labels, weights)

@@ -1,15 +1,14 @@
 """A bank of K prompts of one kind, chosen per example: mixed-task batches and ensembles.
 
-Members are independent copies of a template prompt (`member_0` ... `member_{K-1}`),
+Members are independent copies of a template prompt (`members_0` ... `members_{K-1}`),
 so member k's parameters are exactly those of a single prompt and can be exported
 or loaded on their own. One jit-compiled forward pass serves a batch whose examples
 use different members.
 """
 
-from typing import Union
+from typing import Optional, Union
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from prompt_tuning_jax.prompts.deep import DeepPrompt, prefix_dropout
@@ -44,3 +43,8 @@ class PromptBank(nn.Module):
   def input(self, prompt_ids, word_embeddings):
     """prompt_ids [B], word_embeddings [V, H] -> prompts [B, P, H]."""
     return jnp.take(jnp.stack([m(word_embeddings) for m in self.members]), prompt_ids, axis=0)
+
+
+def prompt_template(prompt: Optional[nn.Module]) -> Optional[nn.Module]:
+  """The single prompt behind `prompt`: a bank's template, else the prompt itself (or None)."""
+  return prompt.prompt if isinstance(prompt, PromptBank) else prompt

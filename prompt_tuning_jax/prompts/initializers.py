@@ -5,7 +5,6 @@ real (loaded) embeddings. Texts and label names are tokenized with the configure
 backbone's vocabulary.
 """
 
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import gin
