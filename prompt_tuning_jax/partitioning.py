@@ -19,6 +19,7 @@ LOGICAL_AXIS_RULES = (
     ("abspos", None),
     ("token_types", None),
     ("layers", None),
+    ("relpos_buckets", None),
     ("classes", None),
     ("tasks", None),
     # Prompt axes: replicated.

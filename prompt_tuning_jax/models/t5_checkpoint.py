@@ -1,0 +1,163 @@
+"""Loads a Hugging Face T5 1.1 directory (config.json + model.safetensors) into t5x names.
+
+Accepted: `model_type` t5 or mt5 with `feed_forward_proj` 'gated-gelu' and an untied
+output layer (T5 1.1, mT5, Flan-T5). T5 1.0 (ReLU MLP; output layer tied to the
+embedding and scaled by 1/sqrt(d_model)) is refused with a clear error.
+
+PyTorch Linear weights are (out, in) and become kernels (in, out); the relative position
+tables are (buckets, N) in Hugging Face and (N, buckets) in t5x. `shared.weight` is the
+embedding; the per-stack `embed_tokens` copies of it and the unused cross-attention
+relative bias some old checkpoints carry are ignored.
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+from flax import traverse_util
+
+from prompt_tuning_jax.models.bert_checkpoint import CheckpointMismatchError, _read_safetensors
+from prompt_tuning_jax.models.t5 import T5Config
+
+__all__ = ["CheckpointMismatchError", "config_from_hf", "expected_param_shapes", "load_t5", "convert_state_dict"]
+
+_ATTENTION = {"q": "query", "k": "key", "v": "value", "o": "out"}
+_IGNORED = re.compile(r"^(encoder|decoder)\.embed_tokens\.weight$"
+                      r"|^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$")
+
+# (HF name pattern, t5x path from the match, transpose?)
+_RULES = (
+    (r"shared\.weight", lambda m: "token_embedder/embedding", False),
+    (r"lm_head\.weight", lambda m: "decoder/logits_dense/kernel", True),
+    (r"(encoder|decoder)\.final_layer_norm\.weight", lambda m: f"{m[1]}/{m[1]}_norm/scale", False),
+    (r"(encoder|decoder)\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
+     lambda m: f"{m[1]}/relpos_bias/rel_embedding", True),
+    (r"encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.([qkvo])\.weight",
+     lambda m: f"encoder/layers_{m[1]}/attention/{_ATTENTION[m[2]]}/kernel", True),
+    (r"encoder\.block\.(\d+)\.layer\.0\.layer_norm\.weight",
+     lambda m: f"encoder/layers_{m[1]}/pre_attention_layer_norm/scale", False),
+    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.(wi_0|wi_1|wo)\.weight",
+     lambda m: f"encoder/layers_{m[1]}/mlp/{m[2]}/kernel", True),
+    (r"encoder\.block\.(\d+)\.layer\.1\.layer_norm\.weight",
+     lambda m: f"encoder/layers_{m[1]}/pre_mlp_layer_norm/scale", False),
+    (r"decoder\.block\.(\d+)\.layer\.0\.SelfAttention\.([qkvo])\.weight",
+     lambda m: f"decoder/layers_{m[1]}/self_attention/{_ATTENTION[m[2]]}/kernel", True),
+    (r"decoder\.block\.(\d+)\.layer\.0\.layer_norm\.weight",
+     lambda m: f"decoder/layers_{m[1]}/pre_self_attention_layer_norm/scale", False),
+    (r"decoder\.block\.(\d+)\.layer\.1\.EncDecAttention\.([qkvo])\.weight",
+     lambda m: f"decoder/layers_{m[1]}/encoder_decoder_attention/{_ATTENTION[m[2]]}/kernel", True),
+    (r"decoder\.block\.(\d+)\.layer\.1\.layer_norm\.weight",
+     lambda m: f"decoder/layers_{m[1]}/pre_cross_attention_layer_norm/scale", False),
+    (r"decoder\.block\.(\d+)\.layer\.2\.DenseReluDense\.(wi_0|wi_1|wo)\.weight",
+     lambda m: f"decoder/layers_{m[1]}/mlp/{m[2]}/kernel", True),
+    (r"decoder\.block\.(\d+)\.layer\.2\.layer_norm\.weight",
+     lambda m: f"decoder/layers_{m[1]}/pre_mlp_layer_norm/scale", False),
+)
+
+
+def hf_name_to_t5x_path(name: str):
+  """Maps one HF tensor name to (t5x path, transpose), or None when it is ignored."""
+  if _IGNORED.search(name):
+    return None
+  for pattern, path, transpose in _RULES:
+    m = re.fullmatch(pattern, name)
+    if m:
+      return path(m), transpose
+  return name, False  # Unknown: reported as unexpected.
+
+
+def config_from_hf(d: dict) -> T5Config:
+  """A T5Config from a Hugging Face config dict; ValueError for anything but T5 1.1's architecture."""
+  model_type = d.get("model_type")
+  if model_type not in ("t5", "mt5"):
+    raise ValueError(f"config.json has model_type {model_type!r}; the T5 loader reads 't5' or 'mt5' checkpoints.")
+  mlp = d.get("feed_forward_proj", "relu")  # Hugging Face's default is T5 1.0's.
+  if mlp not in ("gated-gelu", "gated-gelu_new"):
+    raise ValueError(
+        f"config.json has feed_forward_proj {mlp!r}: only T5 1.1's gated-GELU MLP (wi_0, wi_1, wo) is supported. "
+        "T5 1.0 checkpoints (t5-small ... t5-11b: ReLU MLP, output layer tied to the embedding) are not; use a "
+        "T5 1.1, Flan-T5 or mT5 checkpoint.")
+  # transformers >= 5 writes tie_word_embeddings=true for every T5 but marks T5 1.1 with
+  # scale_decoder_outputs=false; older versions write tie_word_embeddings=false.
+  if d.get("tie_word_embeddings", True) and d.get("scale_decoder_outputs", True):
+    raise ValueError(
+        "config.json ties the output layer to the embedding and scales the decoder output (T5 1.0 style: "
+        "tie_word_embeddings true). T5 1.1 has a separate lm_head.weight; set tie_word_embeddings to false if the "
+        "checkpoint has one.")
+  return T5Config(
+      vocab_size=d["vocab_size"],
+      d_model=d["d_model"],
+      num_heads=d["num_heads"],
+      d_kv=d["d_kv"],
+      d_ff=d["d_ff"],
+      num_encoder_layers=d["num_layers"],
+      num_decoder_layers=d.get("num_decoder_layers") or d["num_layers"],
+      dropout_rate=d.get("dropout_rate", 0.1),
+      relative_attention_num_buckets=d.get("relative_attention_num_buckets", 32),
+      relative_attention_max_distance=d.get("relative_attention_max_distance", 128),
+      layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-6))
+
+
+def load_config(model_dir) -> T5Config:
+  config_file = Path(model_dir) / "config.json"
+  if not config_file.exists():
+    raise FileNotFoundError(f"No config.json in T5 checkpoint directory {model_dir}.")
+  return config_from_hf(json.loads(config_file.read_text()))
+
+
+def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]]):
+  """Converts HF tensors to a flat {t5x path: float32 array} checked against `expected_shapes`.
+
+  Raises CheckpointMismatchError listing missing, unexpected and mis-shaped weights.
+  """
+  flat, unexpected, misshaped, misshaped_paths = {}, [], [], set()
+  for name, value in tensors.items():
+    mapped = hf_name_to_t5x_path(name)
+    if mapped is None:
+      continue
+    path, transpose = mapped
+    if path not in expected_shapes:
+      unexpected.append(name)
+      continue
+    value = value.T if transpose else value
+    if tuple(value.shape) != tuple(expected_shapes[path]):
+      misshaped.append(f"{name} -> {path}: checkpoint {tuple(value.shape)}, model {tuple(expected_shapes[path])}")
+      misshaped_paths.add(path)
+      continue
+    flat[path] = np.asarray(value, dtype=np.float32)
+  missing = sorted(set(expected_shapes) - set(flat) - misshaped_paths)
+  if missing or unexpected or misshaped:
+    lines = ["T5 checkpoint does not match the model:"]
+    for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("mis-shaped", misshaped)):
+      if items:
+        lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
+    if "decoder/logits_dense/kernel" in missing:
+      lines.append("  (no lm_head.weight: T5 1.1 keeps its output layer separate from shared.weight)")
+    raise CheckpointMismatchError("\n".join(lines))
+  return flat
+
+
+def expected_param_shapes(config: T5Config) -> Dict[str, Tuple[int, ...]]:
+  """{t5x path: shape} of a T5, computed without allocating weights."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from prompt_tuning_jax.models.t5 import T5  # pylint: disable=g-import-not-at-top
+  ids = jnp.ones((1, 2), jnp.int32)
+  shapes = jax.eval_shape(lambda: nn.meta.unbox(T5(config).init(jax.random.key(0), ids, ids)["params"]))
+  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+
+
+def load_t5(model_dir):
+  """Returns (T5Config, params) for a Hugging Face T5 1.1 directory.
+
+  `params` is the nested dict for `T5` (no 'params' collection wrapper), float32.
+  """
+  model_dir = Path(model_dir).expanduser()
+  if not model_dir.is_dir():
+    raise FileNotFoundError(f"T5 checkpoint directory {model_dir} does not exist.")
+  config = load_config(model_dir)
+  flat = convert_state_dict(_read_safetensors(model_dir), expected_param_shapes(config))
+  return config, traverse_util.unflatten_dict(flat, sep="/")
