@@ -7,7 +7,7 @@ grouping examples of similar length into a batch keeps the padding small.
 """
 
 import dataclasses
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -19,16 +19,28 @@ Batch = Dict[str, np.ndarray]
 
 @dataclasses.dataclass
 class Examples:
-  """Tokenized examples of one split: ragged ids and token types, int labels."""
+  """Tokenized examples of one split: ragged ids and token types, int labels, and the
+  task id of each example (its index in a mixture; 0 for a single task)."""
   input_ids: List[np.ndarray]
   token_type_ids: List[np.ndarray]
   labels: np.ndarray
+  task_ids: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    if self.task_ids is None:
+      self.task_ids = np.zeros(len(self.labels), np.int32)
 
   def __len__(self) -> int:
     return len(self.labels)
 
 
-def load_examples(task_name: str, split: str, max_length: int) -> Examples:
+def concatenate(parts: Sequence[Examples]) -> Examples:
+  """One Examples holding every part, each part's task ids kept (a mixture's training set)."""
+  return Examples([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
+                  np.concatenate([p.labels for p in parts]), np.concatenate([p.task_ids for p in parts]))
+
+
+def load_examples(task_name: str, split: str, max_length: int, task_id: int = 0) -> Examples:
   """Runs the seqio task's preprocessing once and keeps the result in memory."""
   task = tasks.get_task(task_name)
   ds = task.get_dataset(sequence_length={"inputs": max_length}, split=split, shuffle=False, use_cached=False)
@@ -39,7 +51,7 @@ def load_examples(task_name: str, split: str, max_length: int) -> Examples:
     labels.append(ex["label"])
   if not labels:
     raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
-  return Examples(ids, types, np.asarray(labels, np.int32))
+  return Examples(ids, types, np.asarray(labels, np.int32), np.full(len(labels), task_id, np.int32))
 
 
 def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:
@@ -63,15 +75,17 @@ def pad_batch(examples: Examples, index: Sequence[int], buckets: Sequence[int], 
   ids = np.zeros((batch_size, length), np.int32)
   types = np.zeros((batch_size, length), np.int32)
   labels = np.zeros((batch_size,), np.int32)
+  task_ids = np.zeros((batch_size,), np.int32)
   weights = np.zeros((batch_size,), np.float32)
   for row, i in enumerate(index):
     n = len(examples.input_ids[i])
     ids[row, :n] = examples.input_ids[i]
     types[row, :n] = examples.token_type_ids[i]
     labels[row] = examples.labels[i]
+    task_ids[row] = examples.task_ids[i]
     weights[row] = 1.0
   return {"input_ids": ids, "token_type_ids": types, "attention_mask": (ids != 0).astype(np.int32),
-          "labels": labels, "weights": weights}
+          "labels": labels, "task_ids": task_ids, "weights": weights}
 
 
 class TrainBatches:

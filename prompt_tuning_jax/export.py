@@ -13,7 +13,7 @@ Load with `load_export(path)` -> (tensors, metadata).
 import json
 import os
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -42,3 +42,28 @@ def load_export(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   if metadata.get("format") != FORMAT:
     raise ValueError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}.")
   return load_file(str(path)), metadata
+
+
+def restore_matching(params, path, patterns: Sequence[str]):
+  """`params` with the tensors of export `path` whose names match `patterns` put in place.
+
+  This is the partial restore behind MPT-2 and prompt transfer: e.g. patterns
+  ('prompt/.*',) start a task's prompt from a multi-task run's shared prompt while the
+  head is initialised afresh. Names and shapes must fit the model; errors name both.
+  """
+  from prompt_tuning_jax import trainable  # pylint: disable=g-import-not-at-top
+  tensors, _ = load_export(path)
+  chosen = {k: v for k, v in tensors.items() if trainable.is_trainable(k, patterns)}
+  if not chosen:
+    raise ValueError(f"{path}: no tensor matches {list(patterns)}; it holds {sorted(tensors)}.")
+  flat = trainable.flatten(params)
+  for name, value in chosen.items():
+    if name not in flat:
+      expected = sorted(k for k in flat if trainable.is_trainable(k, patterns))
+      raise ValueError(f"{path}: tensor {name!r} is not a parameter of this model, which has {expected} there. "
+                       "Configure the prompt as in the run that exported it (e.g. PROMPT_REPARAM_HIDDEN=None: "
+                       "exports store deep prompts collapsed).")
+    if tuple(value.shape) != tuple(flat[name].shape):
+      raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} but this model's is "
+                       f"{tuple(flat[name].shape)}.")
+  return trainable.unflatten({**flat, **{k: np.asarray(v, flat[k].dtype) for k, v in chosen.items()}})

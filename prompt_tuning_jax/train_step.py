@@ -9,6 +9,7 @@ from typing import Any, Callable, NamedTuple
 
 import gin
 import jax
+import jax.numpy as jnp
 import optax
 
 from prompt_tuning_jax.models.heads import weighted_cross_entropy
@@ -40,15 +41,33 @@ def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_
                          clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
 
 
-def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation):
-  """Returns train_step(state, frozen, batch, rng) -> (state, metrics)."""
+def for_ensemble(batch, size: int):
+  """Repeats a batch for each of `size` ensemble members: arrays [B, ...] -> [K * B, ...],
+  with task_ids = the member index (member k's rows are k*B ... k*B + B - 1)."""
+  if size == 1:
+    return batch
+  tiled = {k: jnp.concatenate([v] * size) for k, v in batch.items()}
+  b = batch["labels"].shape[0]
+  return tiled | {"task_ids": jnp.repeat(jnp.arange(size, dtype=jnp.int32), b)}
+
+
+def _logits(apply_fn, trainable, frozen, batch, **kwargs):
+  return apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
+                  batch["attention_mask"], task_ids=batch["task_ids"], **kwargs)
+
+
+def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemble_size: int = 1):
+  """Returns train_step(state, frozen, batch, rng) -> (state, metrics).
+
+  With ensemble_size K every member sees every example; the loss is the members' mean.
+  """
 
   def train_step(state: TrainState, frozen, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
+    batch = for_ensemble(batch, ensemble_size)
 
     def loss_fn(trainable):
-      logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
-                        batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+      logits = _logits(apply_fn, trainable, frozen, batch, deterministic=False, rngs={"dropout": rng})
       return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
@@ -61,13 +80,11 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation):
   return train_step
 
 
-def make_eval_step(apply_fn: Callable):
-  """Returns eval_step(trainable, frozen, batch) -> (predictions [B], loss sum)."""
+def make_eval_step(apply_fn: Callable, ensemble_size: int = 1):
+  """Returns eval_step(trainable, frozen, batch) -> float32 logits [K, B, C] (K = ensemble_size)."""
 
   def eval_step(trainable, frozen, batch):
-    logits = apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
-                      batch["attention_mask"], deterministic=True)
-    loss, _ = weighted_cross_entropy(logits, batch["labels"], batch["weights"])
-    return logits.argmax(-1), loss * batch["weights"].sum()
+    logits = _logits(apply_fn, trainable, frozen, for_ensemble(batch, ensemble_size), deterministic=True)
+    return logits.astype(jnp.float32).reshape(ensemble_size, -1, logits.shape[-1])
 
   return eval_step

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import data, export, metrics, tasks, trainable
+from prompt_tuning_jax import data, ensembles, export, metrics, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, Progress, format_duration
 from prompt_tuning_jax.models.bert import check_position_table
@@ -25,7 +25,10 @@ from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_back
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
+from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step
+
+MULTITASK_PROMPTS = ("shared", "per_task")
 
 
 def prepare_model_dir(model_dir) -> Path:
@@ -85,17 +88,61 @@ def model_metadata(model: EncoderClassifier, backbone_path: Path) -> dict:
           "position_policy": getattr(template, "position_policy", "none"), "pooling": model.pooling}
 
 
-def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int):
-  """Returns (metrics dict, predictions [n])."""
-  predictions_in_order, loss = [], 0.0
+def build_model(model_cls: Callable[..., EncoderClassifier], config, num_labels: int, num_tasks: int,
+                multitask_prompt: str, ensemble_size: int) -> EncoderClassifier:
+  """The configured model, widened for a mixture (one head per task) or an ensemble.
+
+  A mixture trains one shared prompt ('shared', P-Tuning v2's multi-task setting) or one
+  prompt per task in mixed-task batches ('per_task', a PromptBank indexed by task id).
+  An ensemble of K is a bank of K prompts and K heads; every member sees every example.
+  """
+  model = model_cls(config=config, num_labels=num_labels)
+  if multitask_prompt not in MULTITASK_PROMPTS:
+    raise ValueError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
+  if ensemble_size < 1:
+    raise ValueError(f"ENSEMBLE_SIZE must be >= 1, got {ensemble_size}.")
+  if num_tasks > 1 and ensemble_size > 1:
+    raise ValueError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} tasks.")
+  members = max(num_tasks, ensemble_size)
+  if members == 1:
+    return model
+  prompt = model.prompt
+  if ensemble_size > 1 or multitask_prompt == "per_task":
+    if not isinstance(prompt, (DeepPrompt, InputPrompt)):
+      what = "an ensemble" if ensemble_size > 1 else "multitask_prompt='per_task'"
+      raise ValueError(f"{what} needs a bank of deep or input prompts, but the method's prompt is "
+                       f"{type(prompt).__name__ if prompt is not None else 'None'}; use gin/methods/deep_prompt.gin, "
+                       "prefix_tuning.gin or lester.gin.")
+    prompt = PromptBank(prompt, members)
+  return model.clone(prompt=prompt, num_heads=members)
+
+
+def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int,
+             num_labels: int):
+  """Returns (metrics dict, predictions [n]); see ensembles.classification_metrics."""
+  chunks = []
   for batch in data.eval_batches(examples, batch_size, max_length):
-    pred, batch_loss = eval_step(trained, frozen, batch)
     n = int(batch["weights"].sum())
-    predictions_in_order.append(np.asarray(pred)[:n])
-    loss += float(batch_loss)
-  predictions = np.empty(len(examples), np.int64)
-  predictions[data.eval_order(examples)] = np.concatenate(predictions_in_order)
-  return {**metrics.accuracy(examples.labels, predictions), "loss": loss / len(examples)}, predictions
+    chunks.append(np.asarray(eval_step(trained, frozen, batch))[:, :n])
+  logits = np.empty((chunks[0].shape[0], len(examples), chunks[0].shape[-1]), np.float32)
+  logits[:, data.eval_order(examples)] = np.concatenate(chunks, axis=1)
+  return ensembles.classification_metrics(logits, examples.labels, num_labels)
+
+
+def evaluate_tasks(eval_step, trained, frozen, eval_sets: Dict[str, data.Examples], label_names, batch_size: int,
+                   max_length: int) -> dict:
+  """Metrics of every task; with several tasks, each prefixed 'task/' and 'accuracy' and
+  'loss' are the means over tasks."""
+  if len(eval_sets) == 1:
+    (name, examples), = eval_sets.items()
+    return evaluate(eval_step, trained, frozen, examples, batch_size, max_length, len(label_names[name]))[0]
+  out = {}
+  for name, examples in eval_sets.items():
+    task_metrics, _ = evaluate(eval_step, trained, frozen, examples, batch_size, max_length, len(label_names[name]))
+    out |= {f"{name}/{k}": v for k, v in task_metrics.items()}
+  for key in ("accuracy", "loss"):
+    out[key] = float(np.mean([out[f"{name}/{key}"] for name in eval_sets]))
+  return out
 
 
 @gin.configurable
@@ -115,12 +162,16 @@ def train(model_dir: str = gin.REQUIRED,
           keep_checkpoints: int = 3,
           seed: int = 0,
           train_split: str = "train",
-          eval_split: str = "validation") -> dict:
+          eval_split: str = "validation",
+          multitask_prompt: str = "shared",
+          ensemble_size: int = 1,
+          init_trainable_from: Optional[str] = None,
+          init_trainable_patterns: Sequence[str] = (r"prompt/.*",)) -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   Args:
     model_dir: MODEL_DIR, all outputs; rerunning with the same MODEL_DIR resumes.
-    task_name: MIXTURE_OR_TASK_NAME, a registered encoder-classification task.
+    task_name: MIXTURE_OR_TASK_NAME, a registered encoder-classification task or mixture.
     feature_lengths: TASK_FEATURE_LENGTHS, {'inputs': max tokens}.
     train_steps: TRAIN_STEPS, absolute (includes steps of a restored checkpoint).
     batch_size: BATCH_SIZE.
@@ -130,33 +181,45 @@ def train(model_dir: str = gin.REQUIRED,
     trainable_patterns: regexes over parameter paths; the rest stays frozen.
     optimizer: an optax transformation; default AdamW with linear decay.
     eval_period: evaluate, checkpoint and maybe export every this many steps (and at the end).
+    multitask_prompt: for a mixture, 'shared' (one prompt, one head per task) or 'per_task'
+      (one prompt and head per task, mixed-task batches).
+    ensemble_size: ENSEMBLE_SIZE, K prompts and heads trained together on one task.
+    init_trainable_from: an export (.safetensors) whose tensors matching
+      init_trainable_patterns replace the fresh initialisation (MPT-2: a task's prompt
+      starts from a multi-task run's shared prompt).
   """
   started = time.perf_counter()
   model_dir = prepare_model_dir(model_dir)
   max_length = int(feature_lengths["inputs"])
-  task = tasks.get_task(task_name)
-  label_names = tasks.LABEL_NAMES[task.name]
+  names = tasks.task_names(task_name)
+  label_names = {name: tasks.LABEL_NAMES[name] for name in names}
 
   backbone_path = resolve_backbone_dir(backbone_dir)
   tasks.settings.set_data_dir(data_dir)
   tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
   config, backbone_params = load_backbone(backbone_path)
-  model = model_cls(config=config, num_labels=len(label_names))
+  model = build_model(model_cls, config, max(len(v) for v in label_names.values()), len(names), multitask_prompt,
+                      ensemble_size)
   check_position_table(config, model.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {model.prompt_length()}-token "
                             "prompt")
   tx = optimizer or adamw(train_steps=train_steps)
   (model_dir / "config.gin").write_text(gin.operative_config_str())
 
-  train_examples = data.load_examples(task.name, train_split, max_length)
-  eval_examples = data.load_examples(task.name, eval_split, max_length)
+  train_examples = data.concatenate([data.load_examples(name, train_split, max_length, task_id=i)
+                                     for i, name in enumerate(names)])
+  eval_sets = {name: data.load_examples(name, eval_split, max_length, task_id=i) for i, name in enumerate(names)}
   batches = data.TrainBatches(train_examples, batch_size, max_length, seed)
 
   params = init_params(model, backbone_params, seed)
+  if init_trainable_from:
+    params = export.restore_matching(params, init_trainable_from, init_trainable_patterns)
+    print(f"Initialised {list(init_trainable_patterns)} from {init_trainable_from}.")
   trained, frozen = trainable.split_params(params, trainable_patterns)
   report = parameter_report(model, params, trained)
-  print(f"Task {task.name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples; "
-        f"labels {list(label_names)}")
+  for name in names:
+    print(f"Task {name}: {sum(train_examples.task_ids == names.index(name)):,} train / "
+          f"{len(eval_sets[name]):,} {eval_split} examples; labels {list(label_names[name])}")
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
         f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors); exported artifact "
         f"{report['export_tensor_bytes']:,} bytes of tensors", flush=True)
@@ -169,12 +232,18 @@ def train(model_dir: str = gin.REQUIRED,
     state, extra = checkpoints.restore(state)
     print(f"Restored checkpoint {checkpoints.directory / str(int(state.step))} (step {int(state.step)}).", flush=True)
 
-  train_step = jax.jit(make_train_step(model.apply, tx), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(model.apply))
+  train_step = jax.jit(make_train_step(model.apply, tx, ensemble_size), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(model.apply, ensemble_size))
+  run_eval = lambda trained: evaluate_tasks(eval_step, trained, frozen, eval_sets, label_names,
+                                            eval_batch_size or batch_size, max_length)
   writer = MetricWriter(model_dir)
   rng = jax.random.key(seed)
-  eval_batch_size = eval_batch_size or batch_size
   export_path = model_dir / "export" / "best.safetensors"
+  export_metadata = {"task": task_name, "tasks": list(names), "ensemble_size": ensemble_size,
+                     "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
+                     "label_names": list(label_names[names[0]]) if len(names) == 1 else
+                                    {k: list(v) for k, v in label_names.items()},
+                     **model_metadata(model, backbone_path)}
 
   step = int(state.step)
   progress = Progress(step, train_steps)
@@ -193,28 +262,29 @@ def train(model_dir: str = gin.REQUIRED,
                                    "grad_norm": float(sums["grad_norm"]) / len(pending), **rates})
       pending = []
     if step % eval_period == 0 or step == train_steps:
-      last_eval, _ = evaluate(eval_step, state.trainable, frozen, eval_examples, eval_batch_size, max_length)
+      last_eval = run_eval(state.trainable)
       writer.write(eval_split, step, last_eval)
       best = extra["best_accuracy"]
       improved = best is None or last_eval["accuracy"] > best
       if improved:
         extra = {"best_accuracy": last_eval["accuracy"], "best_step": step}
-        export.save_export(export_path, exportable(model, jax.device_get(state.trainable)), {
-            "task": task.name, "label_names": list(label_names), "step": step, "metric": last_eval,
-            **model_metadata(model, backbone_path)})
-      print(f"  {eval_split} at step {step}: accuracy {last_eval['accuracy']:.2f}% loss {last_eval['loss']:.4f}"
-            f"{' (best, exported)' if improved else ''}", flush=True)
+        export.save_export(export_path, exportable(model, jax.device_get(state.trainable)),
+                           {**export_metadata, "step": step, "metric": last_eval})
+      print(f"  {eval_split} at step {step}: {format_metrics(last_eval)}{' (best, exported)' if improved else ''}",
+            flush=True)
       checkpoints.save(state, extra)
       progress.restart_clock(step)
   checkpoints.close()
   writer.close()
 
   if last_eval is None:  # Resumed at the end: evaluate the final state once.
-    last_eval, _ = evaluate(eval_step, state.trainable, frozen, eval_examples, eval_batch_size, max_length)
+    last_eval = run_eval(state.trainable)
   results = {
-      "task": task.name, "step": step, f"{eval_split}_accuracy": last_eval["accuracy"],
+      "task": task_name, "tasks": list(names), "step": step, f"{eval_split}_accuracy": last_eval["accuracy"],
+      f"{eval_split}_metrics": last_eval,
       "best_accuracy": extra["best_accuracy"], "best_step": extra["best_step"],
-      "majority_class_accuracy": metrics.majority_class_accuracy(eval_examples.labels),
+      "majority_class_accuracy": float(np.mean([metrics.majority_class_accuracy(e.labels)
+                                                for e in eval_sets.values()])),
       **report, "export_path": str(export_path),
       "export_bytes": export_path.stat().st_size if export_path.exists() else None,
       "wall_seconds": time.perf_counter() - started,
@@ -222,6 +292,11 @@ def train(model_dir: str = gin.REQUIRED,
   (model_dir / "results.json").write_text(json.dumps(results, indent=1))
   print_summary(results, eval_split)
   return results
+
+
+def format_metrics(scalars: Dict[str, float]) -> str:
+  """'accuracy 83.37% loss 0.4012 ...': percentages for accuracies, 4 decimals for the rest."""
+  return " ".join(f"{k} {v:.2f}%" if k.endswith("accuracy") else f"{k} {v:.4f}" for k, v in scalars.items())
 
 
 def parameter_report(model: EncoderClassifier, params, trained) -> dict:
@@ -237,7 +312,11 @@ def print_summary(results: dict, eval_split: str) -> None:
   print("=" * 72)
   print(f"{results['task']} {eval_split} accuracy: {results[f'{eval_split}_accuracy']:.2f}% at step "
         f"{results['step']} (best {results['best_accuracy']:.2f}% at step {results['best_step']})")
-  print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%")
+  details = {k: v for k, v in results[f"{eval_split}_metrics"].items() if k not in ("accuracy", "loss")}
+  if details:
+    print(f"  {format_metrics(details)}")
+  print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%"
+        f"{' (mean over tasks)' if len(results['tasks']) > 1 else ''}")
   print(f"trainable parameters:        {results['trainable']:,} "
         f"({results['share_of_backbone_percent']:.3f}% of the {results['backbone']:,}-parameter backbone)")
   if results["export_bytes"] is not None:

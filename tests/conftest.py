@@ -34,3 +34,19 @@ def require_shared_data(*relative):
   missing = [r for r in relative if not (SHARED_DATA / r).exists()]
   if missing:
     pytest.skip(f"shared data not available: {', '.join(str(SHARED_DATA / m) for m in missing)}")
+
+
+def write_tiny_data(root: Path) -> Path:
+  """Small SST-2 (GLUE tsv) and RTE (SuperGLUE jsonl) sets in the data-directory layout."""
+  import json  # pylint: disable=g-import-not-at-top
+  words = ["good", "great", "fine", "bad", "awful", "dull"]
+  rows = [f"a {w} film {'and ' * (i % 5)}story\t{int(w in words[:3])}" for i, w in enumerate(words * 12)]
+  (root / "glue" / "sst2").mkdir(parents=True)
+  (root / "glue" / "sst2" / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+  (root / "glue" / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[:12]) + "\n")
+  pairs = [{"premise": f"The {w} cat sat on the mat.", "hypothesis": f"A {'cat' if i % 2 else 'dog'} sat.",
+            "label": "entailment" if i % 2 else "not_entailment", "idx": i} for i, w in enumerate(words * 8)]
+  (root / "superglue" / "rte").mkdir(parents=True)
+  (root / "superglue" / "rte" / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+  (root / "superglue" / "rte" / "val.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs[:10]))
+  return root

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_tiny_data
 from prompt_tuning_jax import train
 
 
@@ -61,18 +61,8 @@ def test_backbone_without_weights(capsys, clean_gin, tmp_path):
   assert f"No weights in backbone directory {tmp_path / 'model'}" in err
 
 
-def _tiny_sst2(root: Path) -> Path:
-  """A small SST-2 in the GLUE tsv layout."""
-  words = ["good", "great", "fine", "bad", "awful", "dull"]
-  rows = [f"a {w} film {'and ' * (i % 5)}story\t{int(w in words[:3])}" for i, w in enumerate(words * 12)]
-  (root / "glue" / "sst2").mkdir(parents=True)
-  (root / "glue" / "sst2" / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
-  (root / "glue" / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[:12]) + "\n")
-  return root
-
-
 def test_resumes_after_sigkill(tmp_path):
-  data_dir, model_dir = _tiny_sst2(tmp_path / "data"), tmp_path / "run"
+  data_dir, model_dir = write_tiny_data(tmp_path / "data"), tmp_path / "run"
   command = [sys.executable, "-m", "prompt_tuning_jax.train", "--gin_file=gin/sst2_deep_prompt.gin",
              f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'", "--gin.TRAIN_STEPS=60",
              "--gin.EVAL_PERIOD=5", "--gin.BATCH_SIZE=8", "--gin.PROMPT_LENGTH=4"]
@@ -100,7 +90,7 @@ def test_resumes_after_sigkill(tmp_path):
 
 @pytest.mark.parametrize("method", ["deep_prompt", "prefix_tuning", "lester", "ptuning", "bitfit", "finetune"])
 def test_every_method_trains_from_the_command_line(method, capsys, clean_gin, tmp_path):
-  data_dir, model_dir = _tiny_sst2(tmp_path / "data"), tmp_path / "run"
+  data_dir, model_dir = write_tiny_data(tmp_path / "data"), tmp_path / "run"
   code = train.main(["--gin_file=gin/sst2.gin", f"--gin_file=gin/methods/{method}.gin",
                      f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'", "--gin.TRAIN_STEPS=4",
                      "--gin.EVAL_PERIOD=4", "--gin.BATCH_SIZE=8"])

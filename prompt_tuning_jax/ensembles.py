@@ -1,0 +1,44 @@
+"""Classification metrics from logits of one model or of an ensemble of K members.
+
+Members are combined two ways: the mean of their probabilities (the ensemble's
+prediction) and a majority vote of their argmaxes, ties broken by the mean probability.
+"""
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+  shifted = logits - logits.max(-1, keepdims=True)
+  return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def majority_vote(member_predictions: np.ndarray, mean_probs: np.ndarray) -> np.ndarray:
+  """member_predictions [K, n], mean_probs [n, C] -> [n]: the most voted class; among
+  equally voted classes the one with the highest mean probability."""
+  num_classes = mean_probs.shape[-1]
+  votes = np.stack([np.bincount(p, minlength=num_classes) for p in member_predictions.T])  # [n, C]
+  return np.argmax(votes + 0.5 * mean_probs, -1)  # Probabilities < 1 only break ties.
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int
+                           ) -> Tuple[Dict[str, float], np.ndarray]:
+  """logits [K, n, C'] (K members; C' >= num_labels, extra classes ignored), labels [n].
+
+  Returns (metrics, predictions [n]). Metrics (percent and mean nats): accuracy and loss of
+  the mean-probability prediction; with K > 1 also vote_accuracy and member_{k}_accuracy.
+  """
+  log_probs = log_softmax(np.asarray(logits, np.float64)[..., :num_labels])  # [K, n, C]
+  mean_probs = np.exp(log_probs).mean(0)  # [n, C]
+  predictions = mean_probs.argmax(-1)
+  labels = np.asarray(labels)
+  out = {"accuracy": 100.0 * float(np.mean(predictions == labels)),
+         "loss": float(-np.mean(np.log(mean_probs[np.arange(len(labels)), labels] + 1e-30)))}
+  k = log_probs.shape[0]
+  if k > 1:
+    member_predictions = log_probs.argmax(-1)  # [K, n]
+    out["vote_accuracy"] = 100.0 * float(np.mean(majority_vote(member_predictions, mean_probs) == labels))
+    for i in range(k):
+      out[f"member_{i}_accuracy"] = 100.0 * float(np.mean(member_predictions[i] == labels))
+  return out, predictions
