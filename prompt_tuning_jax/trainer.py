@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import data, ensembles, export, metrics, tasks, trainable
+from prompt_tuning_jax import data, ensembles, export, loop, metrics, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
-from prompt_tuning_jax.metric_writer import MetricWriter, Progress, format_duration
+from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models.bert import check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
@@ -237,43 +237,19 @@ def train(model_dir: str = gin.REQUIRED,
   run_eval = lambda trained: evaluate_tasks(eval_step, trained, frozen, eval_sets, label_names,
                                             eval_batch_size or batch_size, max_length)
   writer = MetricWriter(model_dir)
-  rng = jax.random.key(seed)
   export_path = model_dir / "export" / "best.safetensors"
   export_metadata = {"task": task_name, "tasks": list(names), "ensemble_size": ensemble_size,
                      "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
                      "label_names": list(label_names[names[0]]) if len(names) == 1 else
                                     {k: list(v) for k, v in label_names.items()},
                      **model_metadata(model, backbone_path)}
-
+  save_best = lambda step, trained, scores: export.save_export(
+      export_path, exportable(model, trained), {**export_metadata, "step": step, "metric": scores})
+  state, last_eval, extra = loop.run(
+      state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
+      train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
+      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split)
   step = int(state.step)
-  progress = Progress(step, train_steps)
-  pending = []
-  last_eval = None
-  while step < train_steps:
-    state, step_metrics = train_step(state, frozen, batches.batch(step), rng)
-    step += 1
-    pending.append(step_metrics)
-    if step % log_period == 0 or step == train_steps:
-      sums = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *pending))
-      loss = float(sums["loss"]) / len(pending)
-      accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
-      rates = progress.report(step, loss, accuracy, float(sums["tokens"]))
-      writer.write("train", step, {"loss": loss, "accuracy": accuracy,
-                                   "grad_norm": float(sums["grad_norm"]) / len(pending), **rates})
-      pending = []
-    if step % eval_period == 0 or step == train_steps:
-      last_eval = run_eval(state.trainable)
-      writer.write(eval_split, step, last_eval)
-      best = extra["best_accuracy"]
-      improved = best is None or last_eval["accuracy"] > best
-      if improved:
-        extra = {"best_accuracy": last_eval["accuracy"], "best_step": step}
-        export.save_export(export_path, exportable(model, jax.device_get(state.trainable)),
-                           {**export_metadata, "step": step, "metric": last_eval})
-      print(f"  {eval_split} at step {step}: {format_metrics(last_eval)}{' (best, exported)' if improved else ''}",
-            flush=True)
-      checkpoints.save(state, extra)
-      progress.restart_clock(step)
   checkpoints.close()
   writer.close()
 
@@ -294,11 +270,6 @@ def train(model_dir: str = gin.REQUIRED,
   return results
 
 
-def format_metrics(scalars: Dict[str, float]) -> str:
-  """'accuracy 83.37% loss 0.4012 ...': percentages for accuracies, 4 decimals for the rest."""
-  return " ".join(f"{k} {v:.2f}%" if k.endswith("accuracy") else f"{k} {v:.4f}" for k, v in scalars.items())
-
-
 def parameter_report(model: EncoderClassifier, params, trained) -> dict:
   """Trainable count, its share of the backbone, and the tensor bytes of the export."""
   n_trainable, n_backbone = trainable.count(trained), trainable.count(params["backbone"])
@@ -314,7 +285,7 @@ def print_summary(results: dict, eval_split: str) -> None:
         f"{results['step']} (best {results['best_accuracy']:.2f}% at step {results['best_step']})")
   details = {k: v for k, v in results[f"{eval_split}_metrics"].items() if k not in ("accuracy", "loss")}
   if details:
-    print(f"  {format_metrics(details)}")
+    print(f"  {loop.format_metrics(details)}")
   print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%"
         f"{' (mean over tasks)' if len(results['tasks']) > 1 else ''}")
   print(f"trainable parameters:        {results['trainable']:,} "
