@@ -50,6 +50,9 @@ class BertConfig:
   pad_token_id: int = 0
   # Position ids of real tokens start here: 0 for BERT, pad_token_id + 1 for RoBERTa.
   position_id_offset: int = 0
+  # Recompute each layer's activations in the backward pass instead of keeping them
+  # (less memory, about one more forward pass of compute). Not a Hugging Face field.
+  remat: bool = False
 
   @property
   def head_dim(self) -> int:
@@ -190,7 +193,9 @@ class BertEncoder(nn.Module):
   def setup(self):
     c = self.config
     self.embeddings = Embeddings(c)
-    self.layers = [EncoderLayer(c) for _ in range(c.num_hidden_layers)]
+    # `deterministic` (argument 4, counting self) switches dropout, so it must stay static.
+    layer = nn.remat(EncoderLayer, static_argnums=(4,)) if c.remat else EncoderLayer
+    self.layers = [layer(c) for _ in range(c.num_hidden_layers)]
     self.pooler = _dense(c.hidden_size, ("embed", "embed"), "pooler", nn.initializers.normal(0.02))
 
   def embed_words(self, input_ids):
