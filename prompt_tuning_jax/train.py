@@ -90,7 +90,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
     raise
 
 
-USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyError)
+USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyError, FloatingPointError)
 
 
 def main(argv: Sequence[str] = None) -> int:
