@@ -196,7 +196,7 @@ class BertEncoder(nn.Module):
     # `deterministic` (argument 4, counting self) switches dropout, so it must stay static.
     layer = nn.remat(EncoderLayer, static_argnums=(4,)) if c.remat else EncoderLayer
     self.layers = [layer(c) for _ in range(c.num_hidden_layers)]
-    self.pooler = _dense(c.hidden_size, ("embed", "embed"), "pooler", nn.initializers.normal(0.02))
+    self.pooler = _dense(c.hidden_size, ("embed", "mlp"), "pooler", nn.initializers.normal(0.02))
 
   def embed_words(self, input_ids):
     return self.embeddings.embed_words(input_ids)
