@@ -4,54 +4,109 @@ A train batch is a pure function of (seed, step): epoch e is laid out from
 rng(seed, e), so a run resumed at step s sees exactly the batches it would have.
 Padding every batch to one of a few bucket lengths bounds the number of compiles;
 grouping examples of similar length into a batch keeps the padding small.
+
+Every task family (families.py) fits one layout: token arrays are ragged in their last
+axis T and padded together, whatever comes before it (a multiple-choice example is [K, T]).
+A batch holds examples of one input shape, so a mixture of classification and multiple
+choice trains on batches of each.
 """
 
 import dataclasses
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from prompt_tuning_jax import tasks
+from prompt_tuning_jax import families, tasks
+from prompt_tuning_jax.models.heads import IGNORE_LABEL
 
 Batch = Dict[str, np.ndarray]
 
 
 @dataclasses.dataclass
 class Examples:
-  """Tokenized examples of one split: ragged ids and token types, int labels, and the
-  task id of each example (its index in a mixture; 0 for a single task)."""
+  """Tokenized examples of one split, or of a mixture's splits.
+
+  Attributes:
+    input_ids: per example [T] int32, or [K, T] (one row per choice: multiple choice).
+    token_type_ids: the same shapes.
+    labels: int [n] (class, or the right choice), int [n, 2] (answer start and end token), or per example
+      [T] token labels (IGNORE_LABEL where a token carries none).
+    task_ids: [n] each example's task index in a mixture (0 for a single task).
+    token_fields: more per-token arrays, batched and padded like input_ids (span extraction: context_mask).
+    meta: what decoding and metrics read on the host and batches never carry (word ids, gold tags, character
+      offsets, answers, question groups, ...): one list per key, an entry per example.
+  """
   input_ids: List[np.ndarray]
   token_type_ids: List[np.ndarray]
-  labels: np.ndarray
+  labels: Union[np.ndarray, List[np.ndarray]]
   task_ids: Optional[np.ndarray] = None
+  token_fields: Dict[str, List[np.ndarray]] = dataclasses.field(default_factory=dict)
+  meta: Dict[str, list] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.task_ids is None:
-      self.task_ids = np.zeros(len(self.labels), np.int32)
+      self.task_ids = np.zeros(len(self.input_ids), np.int32)
 
   def __len__(self) -> int:
-    return len(self.labels)
+    return len(self.input_ids)
+
+  def lengths(self) -> np.ndarray:
+    """[n] each example's T (for [K, T] the padded length of its choices)."""
+    return np.array([x.shape[-1] for x in self.input_ids])
 
 
 def concatenate(parts: Sequence[Examples]) -> Examples:
-  """One Examples holding every part, each part's task ids kept (a mixture's training set)."""
-  return Examples([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
-                  np.concatenate([p.labels for p in parts]), np.concatenate([p.task_ids for p in parts]))
+  """One Examples holding every part, each part's task ids kept (a mixture's training set). Meta keys that
+  not every part has are dropped: training reads no meta."""
+  join = lambda lists: [x for part in lists for x in part]
+  ragged = isinstance(parts[0].labels, list)
+  labels = join(p.labels for p in parts) if ragged else np.concatenate([p.labels for p in parts])
+  shared_meta = set.intersection(*(set(p.meta) for p in parts))
+  return Examples(join(p.input_ids for p in parts), join(p.token_type_ids for p in parts), labels,
+                  np.concatenate([p.task_ids for p in parts]),
+                  {k: join(p.token_fields[k] for p in parts) for k in parts[0].token_fields},
+                  {k: join(p.meta[k] for p in parts) for k in sorted(shared_meta)})
+
+
+# seqio output keys that batches carry, per family; every other key goes to Examples.meta.
+_LABEL_KEYS = {families.TOKEN_CLASSIFICATION: ("labels",), families.SPAN_EXTRACTION: ("start_position", "end_position")}
+_TOKEN_FIELDS = {families.SPAN_EXTRACTION: ("context_mask",)}
+
+
+def _host_value(value):
+  """A tfds.as_numpy value as plain Python for meta: bytes -> str, arrays of bytes -> lists of str."""
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, np.ndarray) and value.dtype == object:
+    return [_host_value(v) for v in value.tolist()]
+  return value.item() if isinstance(value, np.generic) else value
+
+
+def examples_from_rows(rows: Sequence[dict], family: str, task_id: int = 0) -> Examples:
+  """Preprocessed seqio examples (numpy) of one task -> Examples."""
+  label_keys, token_keys = _LABEL_KEYS.get(family, ("label",)), _TOKEN_FIELDS.get(family, ())
+  column = lambda key: [row[key] for row in rows]
+  if family == families.TOKEN_CLASSIFICATION:
+    labels = [np.asarray(x, np.int32) for x in column("labels")]
+  elif len(label_keys) == 1:
+    labels = np.asarray(column("label"), np.int32)
+  else:
+    labels = np.stack([np.asarray(column(k), np.int32) for k in label_keys], -1)
+  batched = {"inputs", "token_type_ids", *label_keys, *token_keys}
+  meta = {k: [_host_value(row[k]) for row in rows] for k in rows[0] if k not in batched}
+  return Examples(column("inputs"), column("token_type_ids"), labels, np.full(len(rows), task_id, np.int32),
+                  {k: column(k) for k in token_keys}, meta)
 
 
 def load_examples(task_name: str, split: str, max_length: int, task_id: int = 0) -> Examples:
   """Runs the seqio task's preprocessing once and keeps the result in memory."""
   task = tasks.get_task(task_name)
   ds = task.get_dataset(sequence_length={"inputs": max_length}, split=split, shuffle=False, use_cached=False)
-  ids, types, labels = [], [], []
-  for ex in tfds.as_numpy(ds):
-    ids.append(ex["inputs"])
-    types.append(ex["token_type_ids"])
-    labels.append(ex["label"])
-  if not labels:
+  rows = list(tfds.as_numpy(ds))
+  if not rows:
     raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
-  return Examples(ids, types, np.asarray(labels, np.int32), np.full(len(labels), task_id, np.int32))
+  return examples_from_rows(rows, tasks.info(task_name).family, task_id)
 
 
 def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:
@@ -66,54 +121,74 @@ def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:
 
 
 def pad_batch(examples: Examples, index: Sequence[int], buckets: Sequence[int], batch_size: int) -> Batch:
-  """Examples at `index` -> arrays [B, T] padded to the smallest fitting bucket.
+  """Examples at `index` (all of one input shape) -> arrays padded to the smallest fitting bucket T':
+  input_ids, token_type_ids, attention_mask [B, T'] ([B, K, T'] for choices), labels [B] / [B, 2] / [B, T']
+  (token labels padded with IGNORE_LABEL), token_fields [B, T'], task_ids and weights [B].
 
   Rows beyond len(index) (a short final eval batch) are padding with weight 0.
   """
-  longest = max(len(examples.input_ids[i]) for i in index)
-  length = next(b for b in buckets if b >= longest)
-  ids = np.zeros((batch_size, length), np.int32)
-  types = np.zeros((batch_size, length), np.int32)
-  labels = np.zeros((batch_size,), np.int32)
+  length = next(b for b in buckets if b >= max(examples.input_ids[i].shape[-1] for i in index))
+
+  def pad(arrays, fill=0):
+    out = np.full((batch_size, *arrays[index[0]].shape[:-1], length), fill, np.int32)
+    for row, i in enumerate(index):
+      out[row, ..., :arrays[i].shape[-1]] = arrays[i]
+    return out
+
+  ids = pad(examples.input_ids)
+  if isinstance(examples.labels, list):
+    labels = pad(examples.labels, IGNORE_LABEL)
+  else:
+    labels = np.zeros((batch_size, *examples.labels.shape[1:]), np.int32)
+    labels[:len(index)] = examples.labels[np.asarray(index)]
   task_ids = np.zeros((batch_size,), np.int32)
+  task_ids[:len(index)] = examples.task_ids[np.asarray(index)]
   weights = np.zeros((batch_size,), np.float32)
-  for row, i in enumerate(index):
-    n = len(examples.input_ids[i])
-    ids[row, :n] = examples.input_ids[i]
-    types[row, :n] = examples.token_type_ids[i]
-    labels[row] = examples.labels[i]
-    task_ids[row] = examples.task_ids[i]
-    weights[row] = 1.0
-  return {"input_ids": ids, "token_type_ids": types, "attention_mask": (ids != 0).astype(np.int32),
-          "labels": labels, "task_ids": task_ids, "weights": weights}
+  weights[:len(index)] = 1.0
+  return {"input_ids": ids, "token_type_ids": pad(examples.token_type_ids),
+          "attention_mask": (ids != 0).astype(np.int32), "labels": labels, "task_ids": task_ids, "weights": weights,
+          **{k: pad(v) for k, v in examples.token_fields.items()}}
+
+
+def shape_groups(examples: Examples) -> List[np.ndarray]:
+  """Indices of the examples of each input shape ([T]; [K, T] for each K), in first-seen order."""
+  groups: Dict[tuple, List[int]] = {}
+  for i, x in enumerate(examples.input_ids):
+    groups.setdefault(x.shape[:-1], []).append(i)
+  return [np.asarray(g) for g in groups.values()]
 
 
 class TrainBatches:
   """Endless shuffled batches; batch s is determined by (seed, s).
 
-  Each epoch shuffles the examples, sorts each window of `group_batches` batches by
-  length, cuts it into batches and shuffles the batch order (HF's group_by_length).
-  group_batches=1 gives plain shuffled batches.
+  Each epoch shuffles the examples of each input shape, sorts each window of `group_batches`
+  batches by length, cuts it into batches and shuffles the order of all batches (HF's
+  group_by_length). group_batches=1 gives plain shuffled batches.
   """
 
   def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int, group_batches: int = 50):
-    if len(examples) < batch_size:
-      raise ValueError(f"the training split has {len(examples)} examples, fewer than BATCH_SIZE={batch_size}.")
+    self.groups = shape_groups(examples)
+    for group in self.groups:
+      if len(group) < batch_size:
+        shape = "" if len(self.groups) == 1 else f" of input shape {examples.input_ids[group[0]].shape[:-1]}+(T,)"
+        raise ValueError(f"the training split has {len(group)} examples{shape}, fewer than BATCH_SIZE={batch_size}.")
     self.examples, self.batch_size, self.seed, self.group_batches = examples, batch_size, seed, group_batches
     self.buckets = bucket_lengths(max_length)
-    self.steps_per_epoch = len(examples) // batch_size
-    self._lengths = np.array([len(x) for x in examples.input_ids])
+    self.steps_per_epoch = sum(len(g) // batch_size for g in self.groups)
+    self._lengths = examples.lengths()
     self._epoch, self._batches = -1, None
 
   def epoch_batches(self, epoch: int) -> np.ndarray:
     """[steps_per_epoch, B] example indices of `epoch`."""
     rng = np.random.default_rng((self.seed, epoch))
-    order = rng.permutation(len(self.examples))[:self.steps_per_epoch * self.batch_size]
-    window = self.batch_size * self.group_batches
-    for start in range(0, len(order), window):
-      chunk = order[start:start + window]
-      order[start:start + window] = chunk[np.argsort(self._lengths[chunk], kind="stable")]
-    return order.reshape(self.steps_per_epoch, self.batch_size)[rng.permutation(self.steps_per_epoch)]
+    batches, window = [], self.batch_size * self.group_batches
+    for group in self.groups:
+      order = group[rng.permutation(len(group))[:len(group) // self.batch_size * self.batch_size]]
+      for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        order[start:start + window] = chunk[np.argsort(self._lengths[chunk], kind="stable")]
+      batches.append(order.reshape(-1, self.batch_size))
+    return np.concatenate(batches)[rng.permutation(self.steps_per_epoch)]
 
   def batch(self, step: int) -> Batch:
     epoch, i = divmod(step, self.steps_per_epoch)
@@ -124,7 +199,7 @@ class TrainBatches:
 
 def eval_order(examples: Examples) -> np.ndarray:
   """Example indices by length, so eval batches carry little padding."""
-  return np.argsort([len(x) for x in examples.input_ids], kind="stable")
+  return np.argsort(examples.lengths(), kind="stable")
 
 
 def eval_batches(examples: Examples, batch_size: int, max_length: int) -> Iterator[Batch]:

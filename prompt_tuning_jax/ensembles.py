@@ -22,6 +22,11 @@ def majority_vote(member_predictions: np.ndarray, mean_probs: np.ndarray) -> np.
   return np.argmax(votes + 0.5 * mean_probs, -1)  # Probabilities < 1 only break ties.
 
 
+def mean_probabilities(logits: np.ndarray, num_labels: int) -> np.ndarray:
+  """logits [K, n, C'] of K members (classes beyond num_labels ignored) -> the members' mean probabilities [n, C]."""
+  return np.exp(log_softmax(np.asarray(logits, np.float64)[..., :num_labels])).mean(0)
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int
                            ) -> Tuple[Dict[str, float], np.ndarray]:
   """logits [K, n, C'] (K members; C' >= num_labels, extra classes ignored), labels [n].
@@ -30,7 +35,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: i
   the mean-probability prediction; with K > 1 also vote_accuracy and member_{k}_accuracy.
   """
   log_probs = log_softmax(np.asarray(logits, np.float64)[..., :num_labels])  # [K, n, C]
-  mean_probs = np.exp(log_probs).mean(0)  # [n, C]
+  mean_probs = mean_probabilities(logits, num_labels)
   predictions = mean_probs.argmax(-1)
   labels = np.asarray(labels)
   out = {"accuracy": 100.0 * float(np.mean(predictions == labels)),

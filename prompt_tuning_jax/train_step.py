@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax.models.heads import weighted_cross_entropy
+from prompt_tuning_jax.models.heads import IGNORE_LABEL, span_loss, token_classification_loss, weighted_cross_entropy
 from prompt_tuning_jax.trainable import merge_params
 
 
@@ -51,12 +51,28 @@ def for_ensemble(batch, size: int):
   return tiled | {"task_ids": jnp.repeat(jnp.arange(size, dtype=jnp.int32), b)}
 
 
-def _logits(apply_fn, trainable, frozen, batch, **kwargs):
+def _outputs(apply_fn, trainable, frozen, batch, **kwargs):
   return apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
                   batch["attention_mask"], task_ids=batch["task_ids"], **kwargs)
 
 
-def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemble_size: int = 1):
+def task_loss(head_kind: str, outputs, batch):
+  """The loss of the model's outputs for its head kind (models.classifier.HEAD_KINDS) ->
+  (weighted mean loss, {"correct", "count"}): examples right ('sequence'; 'span': start and end both
+  right) or labelled tokens right ('token')."""
+  if head_kind == "token":
+    weights = (batch["labels"] != IGNORE_LABEL) * batch["weights"][:, None]
+    return token_classification_loss(outputs, batch["labels"], weights)
+  if head_kind == "span":
+    # A window that does not hold the whole answer is labelled [CLS] (index 0), so [CLS] stays in the softmax.
+    context_mask = batch["context_mask"].at[:, 0].set(1)
+    return span_loss(outputs[..., 0], outputs[..., 1], batch["labels"][:, 0], batch["labels"][:, 1], context_mask,
+                     batch["weights"])
+  return weighted_cross_entropy(outputs, batch["labels"], batch["weights"])
+
+
+def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemble_size: int = 1,
+                    head_kind: str = "sequence"):
   """Returns train_step(state, frozen, batch, rng) -> (state, metrics).
 
   With ensemble_size K every member sees every example; the loss is the members' mean.
@@ -67,8 +83,8 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemb
     batch = for_ensemble(batch, ensemble_size)
 
     def loss_fn(trainable):
-      logits = _logits(apply_fn, trainable, frozen, batch, deterministic=False, rngs={"dropout": rng})
-      return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
+      outputs = _outputs(apply_fn, trainable, frozen, batch, deterministic=False, rngs={"dropout": rng})
+      return task_loss(head_kind, outputs, batch)
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
@@ -81,10 +97,11 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemb
 
 
 def make_eval_step(apply_fn: Callable, ensemble_size: int = 1):
-  """Returns eval_step(trainable, frozen, batch) -> float32 logits [K, B, C] (K = ensemble_size)."""
+  """Returns eval_step(trainable, frozen, batch) -> the model's float32 outputs with a leading member axis,
+  [K, B, ...] (K = ensemble_size), e.g. [K, B, C] logits of a sequence head."""
 
   def eval_step(trainable, frozen, batch):
-    logits = _logits(apply_fn, trainable, frozen, for_ensemble(batch, ensemble_size), deterministic=True)
-    return logits.astype(jnp.float32).reshape(ensemble_size, -1, logits.shape[-1])
+    outputs = _outputs(apply_fn, trainable, frozen, for_ensemble(batch, ensemble_size), deterministic=True)
+    return outputs.astype(jnp.float32).reshape((ensemble_size, -1) + outputs.shape[1:])
 
   return eval_step

@@ -1,4 +1,5 @@
-"""The training loop for encoder classification: frozen backbone, trained prompt and head.
+"""The encoder trainer: frozen backbone, trained prompt and head, for every task family
+(classification, multiple choice, token classification, span extraction; families.py).
 
 `train` is the gin-configured entry point behind `python -m prompt_tuning_jax.train`.
 It writes under MODEL_DIR: config.gin, parameters.json, metrics.jsonl, tensorboard/,
@@ -8,7 +9,7 @@ checkpoints/<step>/, export/best.safetensors and results.json.
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import gin
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import data, ensembles, export, loop, metrics, tasks, trainable
+from prompt_tuning_jax import data, evaluation, export, families, loop, metrics, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models.bert import check_position_table
@@ -43,14 +44,14 @@ def prepare_model_dir(model_dir) -> Path:
   return path
 
 
-def init_params(model: nn.Module, backbone_params, seed: int):
+def init_params(model: nn.Module, backbone_params, seed: int, input_shape=(1, 8)):
   """The loaded backbone plus freshly initialised prompt and head.
 
   Runs the model with the backbone given and the 'params' collection mutable, so only
   what is missing is initialised (t5x's fallback-to-scratch) and vocabulary-based
-  prompt initializers see the loaded embeddings.
+  prompt initializers see the loaded embeddings. input_shape: of the dummy ids ([1, K, T] for choices).
   """
-  dummy = jnp.zeros((1, 8), jnp.int32)
+  dummy = jnp.zeros(input_shape, jnp.int32)
 
   def init(rng, backbone):
     variables = model.apply({"params": {"backbone": backbone}}, dummy, dummy, dummy, rngs={"params": rng},
@@ -88,21 +89,36 @@ def model_metadata(model: EncoderClassifier, backbone_path: Path) -> dict:
           "position_policy": getattr(template, "position_policy", "none"), "pooling": model.pooling}
 
 
-def build_model(model_cls: Callable[..., EncoderClassifier], config, num_labels: int, num_tasks: int,
+def head_kind(infos: Dict[str, tasks.TaskInfo]) -> str:
+  """The head kind every task of a mixture shares, or an error naming the tasks' families."""
+  kinds = {families.HEAD_KIND[info.family] for info in infos.values()}
+  if len(kinds) > 1:
+    raise ValueError("a mixture's tasks must share a head kind (classification and multiple choice can mix), but "
+                     f"these are {sorted({name: info.family for name, info in infos.items()}.items())}.")
+  return kinds.pop()
+
+
+def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict[str, tasks.TaskInfo],
                 multitask_prompt: str, ensemble_size: int) -> EncoderClassifier:
-  """The configured model, widened for a mixture (one head per task) or an ensemble.
+  """The configured model with the tasks' head kind, widened for a mixture or an ensemble.
 
   A mixture trains one shared prompt ('shared', P-Tuning v2's multi-task setting) or one
-  prompt per task in mixed-task batches ('per_task', a PromptBank indexed by task id).
+  prompt per task in mixed-task batches ('per_task', a PromptBank indexed by task id), and
+  one head per task where label sets differ (families.PER_TASK_HEADS; QA tasks share one).
   An ensemble of K is a bank of K prompts and K heads; every member sees every example.
   """
-  model = model_cls(config=config, num_labels=num_labels)
+  kind, num_tasks = head_kind(infos), len(infos)
+  num_labels = max(families.head_outputs(info.family, info.label_names) for info in infos.values())
+  model = model_cls(config=config, num_labels=num_labels).clone(head_kind=kind)
   if multitask_prompt not in MULTITASK_PROMPTS:
     raise ValueError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
   if ensemble_size < 1:
     raise ValueError(f"ENSEMBLE_SIZE must be >= 1, got {ensemble_size}.")
   if num_tasks > 1 and ensemble_size > 1:
     raise ValueError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} tasks.")
+  if ensemble_size > 1 and kind != "sequence":
+    raise ValueError(f"ensembles combine class probabilities: they need a classification or multiple-choice task, "
+                     f"not {next(iter(infos.values())).family}.")
   members = max(num_tasks, ensemble_size)
   if members == 1:
     return model
@@ -114,35 +130,54 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, num_labels:
                        f"{type(prompt).__name__ if prompt is not None else 'None'}; use gin/methods/deep_prompt.gin, "
                        "prefix_tuning.gin or lester.gin.")
     prompt = PromptBank(prompt, members)
-  return model.clone(prompt=prompt, num_heads=members)
+  per_task_heads = ensemble_size > 1 or families.PER_TASK_HEADS[next(iter(infos.values())).family]
+  return model.clone(prompt=prompt, num_heads=members if per_task_heads else 1)
 
 
-def evaluate(eval_step, trained, frozen, examples: data.Examples, batch_size: int, max_length: int,
-             num_labels: int):
-  """Returns (metrics dict, predictions [n]); see ensembles.classification_metrics."""
-  chunks = []
-  for batch in data.eval_batches(examples, batch_size, max_length):
-    n = int(batch["weights"].sum())
-    chunks.append(np.asarray(eval_step(trained, frozen, batch))[:, :n])
-  logits = np.empty((chunks[0].shape[0], len(examples), chunks[0].shape[-1]), np.float32)
-  logits[:, data.eval_order(examples)] = np.concatenate(chunks, axis=1)
-  return ensembles.classification_metrics(logits, examples.labels, num_labels)
+def selection_metric(names: Sequence[str]) -> str:
+  """The metric that picks the best checkpoint: the tasks' own when they share it, else 'score', the mean of
+  each task's own (e.g. SuperGLUE: accuracy, MultiRC F1a, ReCoRD F1)."""
+  own = {tasks.info(name).metric for name in names}
+  return own.pop() if len(own) == 1 else "score"
 
 
-def evaluate_tasks(eval_step, trained, frozen, eval_sets: Dict[str, data.Examples], label_names, batch_size: int,
+def evaluate_tasks(eval_step, trained, frozen, eval_sets: Dict[str, data.Examples], batch_size: int,
                    max_length: int) -> dict:
-  """Metrics of every task; with several tasks, each prefixed 'task/' and 'accuracy' and
-  'loss' are the means over tasks."""
-  if len(eval_sets) == 1:
-    (name, examples), = eval_sets.items()
-    return evaluate(eval_step, trained, frozen, examples, batch_size, max_length, len(label_names[name]))[0]
-  out = {}
-  for name, examples in eval_sets.items():
-    task_metrics, _ = evaluate(eval_step, trained, frozen, examples, batch_size, max_length, len(label_names[name]))
-    out |= {f"{name}/{k}": v for k, v in task_metrics.items()}
-  for key in ("accuracy", "loss"):
-    out[key] = float(np.mean([out[f"{name}/{key}"] for name in eval_sets]))
+  """Metrics of every task (evaluation.score); with several tasks, each prefixed 'task/', and the selection
+  metric and 'loss' are the means over tasks."""
+  scores = {name: evaluation.score(name, examples, evaluation.predict(eval_step, trained, frozen, examples,
+                                                                      batch_size, max_length))
+            for name, examples in eval_sets.items()}
+  if len(scores) == 1:
+    return next(iter(scores.values()))
+  out = {f"{name}/{k}": v for name, task_scores in scores.items() for k, v in task_scores.items()}
+  out[selection_metric(list(scores))] = float(np.mean([s[tasks.info(n).metric] for n, s in scores.items()]))
+  out["loss"] = float(np.mean([s["loss"] for s in scores.values()]))
   return out
+
+
+def split_tasks(names: Sequence[str], train_split: str, eval_split: str, shared: bool,
+                eval_task_name: Optional[str] = None) -> Tuple[List[str], List[str]]:
+  """(tasks to train on, tasks to evaluate): those with the split. Evaluation-only tasks (MRQA's out-of-domain
+  sets; `eval_task_name`'s, e.g. AX-b after RTE) need what the trained tasks use: one prompt and head (`shared`)."""
+  splits = {name: tasks.info(name).source.splits for name in names}
+  trained = [name for name in names if train_split in splits[name]]
+  if not trained:
+    raise ValueError(f"no task of {list(names)} has a {train_split!r} split ({splits}); evaluation-only tasks "
+                     "(e.g. axb, axg) are evaluated with train.eval_task_name after training on another task.")
+  evaluated = [name for name in names if eval_split in splits[name]]
+  if eval_task_name is not None:
+    evaluated = list(tasks.task_names(eval_task_name))
+    missing = [name for name in evaluated if eval_split not in tasks.info(name).source.splits]
+    if missing:
+      raise ValueError(f"{missing} have no {eval_split!r} split; set train.eval_split.")
+  if not evaluated:
+    raise ValueError(f"no task of {list(names)} has a {eval_split!r} split ({splits}).")
+  untrained = [name for name in evaluated if name not in trained]
+  if untrained and not shared:
+    raise ValueError(f"{untrained} would be evaluated with a prompt or head no training example reaches; "
+                     "evaluation-only tasks need one shared prompt and head (a single training task, or QA tasks).")
+  return trained, evaluated
 
 
 @gin.configurable
@@ -166,18 +201,21 @@ def train(model_dir: str = gin.REQUIRED,
           multitask_prompt: str = "shared",
           ensemble_size: int = 1,
           init_trainable_from: Optional[str] = None,
-          init_trainable_patterns: Sequence[str] = (r"prompt/.*",)) -> dict:
+          init_trainable_patterns: Sequence[str] = (r"prompt/.*",),
+          eval_task_name: Optional[str] = None) -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   Args:
     model_dir: MODEL_DIR, all outputs; rerunning with the same MODEL_DIR resumes.
-    task_name: MIXTURE_OR_TASK_NAME, a registered encoder-classification task or mixture.
+    task_name: MIXTURE_OR_TASK_NAME, a registered encoder task or mixture (python -m prompt_tuning_jax.tasks
+      --list); its tasks without `train_split` are evaluated only.
     feature_lengths: TASK_FEATURE_LENGTHS, {'inputs': max tokens}.
     train_steps: TRAIN_STEPS, absolute (includes steps of a restored checkpoint).
     batch_size: BATCH_SIZE.
     backbone_dir: INITIAL_CHECKPOINT_PATH, a Hugging Face directory; None = packaged MiniLM.
     data_dir: DATA_DIR; None = the data shipped in tasks/data.
-    model_cls: called with (config=, num_labels=) to build the model.
+    model_cls: called with (config=, num_labels=) to build the model; its head_kind is set from the tasks'
+      family.
     trainable_patterns: regexes over parameter paths; the rest stays frozen.
     optimizer: an optax transformation; default AdamW with linear decay.
     eval_period: evaluate, checkpoint and maybe export every this many steps (and at the end).
@@ -187,39 +225,48 @@ def train(model_dir: str = gin.REQUIRED,
     init_trainable_from: an export (.safetensors) whose tensors matching
       init_trainable_patterns replace the fresh initialisation (MPT-2: a task's prompt
       starts from a multi-task run's shared prompt).
+    eval_task_name: evaluate on this task or mixture instead (same family and labels; e.g. 'axb' with
+      eval_split='test' after training on 'rte').
   """
   started = time.perf_counter()
   model_dir = prepare_model_dir(model_dir)
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
-  label_names = {name: tasks.LABEL_NAMES[name] for name in names}
+  infos = {name: tasks.info(name) for name in names}
+  family = next(iter(infos.values())).family
+  shared = len(names) == 1 or (multitask_prompt == "shared" and not families.PER_TASK_HEADS[family])
+  train_names, eval_names = split_tasks(names, train_split, eval_split, shared, eval_task_name)
+  if eval_task_name is not None:
+    head_kind({**infos, **{name: tasks.info(name) for name in eval_names}})
+  key = selection_metric(eval_names)
 
   backbone_path = resolve_backbone_dir(backbone_dir)
   tasks.settings.set_data_dir(data_dir)
   tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
   config, backbone_params = load_backbone(backbone_path)
-  model = build_model(model_cls, config, max(len(v) for v in label_names.values()), len(names), multitask_prompt,
-                      ensemble_size)
+  model = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
   check_position_table(config, model.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {model.prompt_length()}-token "
                             "prompt")
   tx = optimizer or adamw(train_steps=train_steps)
   (model_dir / "config.gin").write_text(gin.operative_config_str())
 
-  train_examples = data.concatenate([data.load_examples(name, train_split, max_length, task_id=i)
-                                     for i, name in enumerate(names)])
-  eval_sets = {name: data.load_examples(name, eval_split, max_length, task_id=i) for i, name in enumerate(names)}
+  task_id = lambda name: names.index(name) if name in names else 0
+  train_examples = data.concatenate([data.load_examples(name, train_split, max_length, task_id=task_id(name))
+                                     for name in train_names])
+  eval_sets = {name: data.load_examples(name, eval_split, max_length, task_id=task_id(name)) for name in eval_names}
   batches = data.TrainBatches(train_examples, batch_size, max_length, seed)
 
-  params = init_params(model, backbone_params, seed)
+  params = init_params(model, backbone_params, seed, input_shape=train_examples.input_ids[0][None].shape)
   if init_trainable_from:
     params = export.restore_matching(params, init_trainable_from, init_trainable_patterns)
     print(f"Initialised {list(init_trainable_patterns)} from {init_trainable_from}.")
   trained, frozen = trainable.split_params(params, trainable_patterns)
   report = parameter_report(model, params, trained)
-  for name in names:
-    print(f"Task {name}: {sum(train_examples.task_ids == names.index(name)):,} train / "
-          f"{len(eval_sets[name]):,} {eval_split} examples; labels {list(label_names[name])}")
+  for name in dict.fromkeys([*names, *eval_names]):
+    labels = f"; labels {list(tasks.info(name).label_names)}" if tasks.info(name).label_names else ""
+    print(f"Task {name} ({tasks.info(name).family}): {sum(train_examples.task_ids == task_id(name)):,} "
+          f"{train_split} / {len(eval_sets[name]) if name in eval_sets else 0:,} {eval_split} examples{labels}")
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
         f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors); exported artifact "
         f"{report['export_tensor_bytes']:,} bytes of tensors", flush=True)
@@ -227,40 +274,41 @@ def train(model_dir: str = gin.REQUIRED,
 
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
-  extra = {"best_accuracy": None, "best_step": None}
+  extra = {f"best_{key}": None, "best_step": None}
   if checkpoints.latest_step() is not None:
     state, extra = checkpoints.restore(state)
     print(f"Restored checkpoint {checkpoints.directory / str(int(state.step))} (step {int(state.step)}).", flush=True)
 
-  train_step = jax.jit(make_train_step(model.apply, tx, ensemble_size), donate_argnums=0)
+  train_step = jax.jit(make_train_step(model.apply, tx, ensemble_size, model.head_kind), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(model.apply, ensemble_size))
-  run_eval = lambda trained: evaluate_tasks(eval_step, trained, frozen, eval_sets, label_names,
-                                            eval_batch_size or batch_size, max_length)
+  run_eval = lambda trained: evaluate_tasks(eval_step, trained, frozen, eval_sets, eval_batch_size or batch_size,
+                                            max_length)
   writer = MetricWriter(model_dir)
   export_path = model_dir / "export" / "best.safetensors"
-  export_metadata = {"task": task_name, "tasks": list(names), "ensemble_size": ensemble_size,
+  label_names = {name: list(info.label_names) for name, info in infos.items()}
+  export_metadata = {"task": task_name, "tasks": list(names), "task_family": family, "ensemble_size": ensemble_size,
                      "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
-                     "label_names": list(label_names[names[0]]) if len(names) == 1 else
-                                    {k: list(v) for k, v in label_names.items()},
+                     "label_names": label_names[names[0]] if len(names) == 1 else label_names,
                      **model_metadata(model, backbone_path)}
   save_best = lambda step, trained, scores: export.save_export(
       export_path, exportable(model, trained), {**export_metadata, "step": step, "metric": scores})
   state, last_eval, extra = loop.run(
       state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
       train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
-      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split)
+      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, best_metric=key)
   step = int(state.step)
   checkpoints.close()
   writer.close()
 
   if last_eval is None:  # Resumed at the end: evaluate the final state once.
     last_eval = run_eval(state.trainable)
+  classes = all(families.HEAD_KIND[tasks.info(name).family] == "sequence" for name in eval_names)
   results = {
-      "task": task_name, "tasks": list(names), "step": step, f"{eval_split}_accuracy": last_eval["accuracy"],
-      f"{eval_split}_metrics": last_eval,
-      "best_accuracy": extra["best_accuracy"], "best_step": extra["best_step"],
+      "task": task_name, "tasks": list(names), "step": step, "selection_metric": key,
+      f"{eval_split}_{key}": last_eval[key], f"{eval_split}_metrics": last_eval,
+      f"best_{key}": extra[f"best_{key}"], "best_step": extra["best_step"],
       "majority_class_accuracy": float(np.mean([metrics.majority_class_accuracy(e.labels)
-                                                for e in eval_sets.values()])),
+                                                for e in eval_sets.values()])) if classes else None,
       **report, "export_path": str(export_path),
       "export_bytes": export_path.stat().st_size if export_path.exists() else None,
       "wall_seconds": time.perf_counter() - started,
@@ -280,14 +328,18 @@ def parameter_report(model: EncoderClassifier, params, trained) -> dict:
 
 
 def print_summary(results: dict, eval_split: str) -> None:
+  """Prints results.json's headline: the selection metric (accuracy unless results name another) and the rest."""
+  key = results.get("selection_metric", "accuracy")
+  unit = "" if key == "loss" else "%"
   print("=" * 72)
-  print(f"{results['task']} {eval_split} accuracy: {results[f'{eval_split}_accuracy']:.2f}% at step "
-        f"{results['step']} (best {results['best_accuracy']:.2f}% at step {results['best_step']})")
-  details = {k: v for k, v in results[f"{eval_split}_metrics"].items() if k not in ("accuracy", "loss")}
+  print(f"{results['task']} {eval_split} {key}: {results[f'{eval_split}_{key}']:.2f}{unit} at step "
+        f"{results['step']} (best {results[f'best_{key}']:.2f}{unit} at step {results['best_step']})")
+  details = {k: v for k, v in results[f"{eval_split}_metrics"].items() if k not in (key, "loss")}
   if details:
     print(f"  {loop.format_metrics(details)}")
-  print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%"
-        f"{' (mean over tasks)' if len(results['tasks']) > 1 else ''}")
+  if results.get("majority_class_accuracy") is not None:
+    print(f"majority-class baseline:     {results['majority_class_accuracy']:.2f}%"
+          f"{' (mean over tasks)' if len(results['tasks']) > 1 else ''}")
   print(f"trainable parameters:        {results['trainable']:,} "
         f"({results['share_of_backbone_percent']:.3f}% of the {results['backbone']:,}-parameter backbone)")
   if results["export_bytes"] is not None:

@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning_jax.models.heads import (MultipleChoiceHead, SequenceClassificationHead, SpanExtractionHead,
-                                            TokenClassificationHead, best_spans, first_subword_label_weights,
-                                            multiple_choice_loss, span_loss, token_classification_loss,
-                                            word_predictions)
+from prompt_tuning_jax.models.heads import (SequenceClassificationHead, SpanExtractionHead, TokenClassificationHead,
+                                            best_spans, first_subword_label_weights, span_loss,
+                                            token_classification_loss, weighted_cross_entropy, word_predictions)
 from prompt_tuning_jax.partitioning import LOGICAL_AXIS_RULES
 
 B, T, H = 2, 9, 8
@@ -25,8 +24,9 @@ def _init(head, *args, **kwargs):
 HEADS = {  # name -> (head, args, kwargs, expected output shapes)
     "sequence": (SequenceClassificationHead(num_labels=3), (HIDDEN,), {"cls_index": 1}, [(B, 3)]),
     "token": (TokenClassificationHead(num_labels=5), (HIDDEN,), {}, [(B, T, 5)]),
-    "span": (SpanExtractionHead(), (HIDDEN,), {}, [(B, T), (B, T)]),
-    "choice": (MultipleChoiceHead(), (jnp.concatenate([HIDDEN] * 3),), {"num_choices": 3}, [(B, 3)]),
+    "span": (SpanExtractionHead(), (HIDDEN,), {}, [(B, T, 2)]),
+    "choice": (SequenceClassificationHead(num_labels=1), (jnp.concatenate([HIDDEN] * 3),), {"num_choices": 3},
+               [(B, 3)]),
 }
 
 
@@ -103,18 +103,22 @@ def test_span_loss_matches_hand_computation():
   start = jnp.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, 0.0, 2.0]])
   end = jnp.array([[0.0, 0.0, 1.0, 0.0], [1.0, 3.0, 0.0, 0.0]])
   mask = jnp.array([[1, 0, 1, 1], [1, 0, 0, 1]])  # position 1 (question) is outside the context
-  loss = span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask)  # example 2: no answer
+  loss, stats = span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask)  # example 2: no answer
   lse = lambda xs: np.log(np.sum(np.exp(xs)))
   hand_start = [lse([1, 3, 4]) - 3, lse([0.5, 2]) - 0.5]
   hand_end = [lse([0, 1, 0]) - 0, lse([1, 0]) - 1]
   expected = (np.mean(hand_start) + np.mean(hand_end)) / 2
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  # Both argmax starts are 3, so neither example is right; labels at the argmaxes make both right.
+  assert float(stats["correct"]) == 0 and float(stats["count"]) == 2
+  _, at_argmax = span_loss(start, end, jnp.array([3, 3]), jnp.array([2, 0]), mask)
+  assert float(at_argmax["correct"]) == 2
   # Masked positions really are excluded: unmasking them changes the loss.
-  assert abs(float(span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), jnp.ones_like(mask))) - expected) > 0.1
+  assert abs(float(span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), jnp.ones_like(mask))[0]) - expected) > 0.1
   # Weights drop the second example.
-  weighted = span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask, weights=jnp.array([1.0, 0.0]))
+  weighted, _ = span_loss(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask, weights=jnp.array([1.0, 0.0]))
   np.testing.assert_allclose(weighted, (hand_start[0] + hand_end[0]) / 2, rtol=1e-5)
-  np.testing.assert_allclose(jax.jit(span_loss)(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask),
+  np.testing.assert_allclose(jax.jit(span_loss)(start, end, jnp.array([2, 0]), jnp.array([3, 0]), mask)[0],
                              expected, rtol=1e-5)
 
 
@@ -140,7 +144,7 @@ def test_best_spans_skips_inverted_and_too_long_spans():
 def test_multiple_choice_logits_and_loss():
   k = 3
   hidden = jax.random.normal(jax.random.key(4), (B * k, 5, H))
-  head = MultipleChoiceHead(dropout=0.0)
+  head = SequenceClassificationHead(num_labels=1, dropout=0.0)
   variables = nn.unbox(_init(head, hidden, num_choices=k, cls_index=0))
   variables = {"params": {**variables["params"], "bias": jnp.array([0.7])}}
   logits = head.apply(variables, hidden, num_choices=k, cls_index=0)
@@ -152,9 +156,24 @@ def test_multiple_choice_logits_and_loss():
   labels = jnp.array([2, 0])
   probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   hand = -np.log(probs[np.arange(B), labels])
-  loss, stats = multiple_choice_loss(logits, labels, jnp.ones(B))
+  loss, stats = weighted_cross_entropy(logits, labels, jnp.ones(B))
   np.testing.assert_allclose(loss, hand.mean(), rtol=1e-5)
   assert float(stats["count"]) == 2
   assert float(stats["correct"]) == float(np.sum(np.argmax(logits, -1) == labels))
-  only_first, _ = multiple_choice_loss(logits, labels, jnp.array([1.0, 0.0]))
+  only_first, _ = weighted_cross_entropy(logits, labels, jnp.array([1.0, 0.0]))
   np.testing.assert_allclose(only_first, hand[0], rtol=1e-5)
+
+
+def test_bank_heads_pick_each_examples_member():
+  task_ids = jnp.array([1, 0])
+  for head, kwargs in ((SequenceClassificationHead(num_labels=3, dropout=0.0, size=2), {}),
+                       (TokenClassificationHead(num_labels=3, dropout=0.0, size=2), {})):
+    variables = nn.unbox(_init(head, HIDDEN, task_ids=task_ids, **kwargs))
+    kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]
+    assert kernel.shape == (2, H, 3) and bias.shape == (2, 3)
+    variables = {"params": {"kernel": kernel, "bias": jnp.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])}}
+    out = head.apply(variables, HIDDEN, task_ids=task_ids, **kwargs)
+    for b, member in enumerate([1, 0]):
+      x = HIDDEN[b, 0] if isinstance(head, SequenceClassificationHead) else HIDDEN[b]
+      want = x @ kernel[member] + variables["params"]["bias"][member]
+      np.testing.assert_allclose(out[b], want, rtol=1e-5, atol=1e-5)

@@ -1,8 +1,8 @@
 """Task heads over a backbone's final hidden states `hidden [B, T, H]`, with losses and decoders.
 
 Each head owns exactly two randomly initialised parameters, `kernel [embed, classes]` and
-`bias [classes]`, so a head module named "head" has the same paths ("head/kernel",
-"head/bias") and logical axes as EncoderClassifier's head and is trained by `head/.*`.
+`bias [classes]` (a bank of K heads: `[tasks, embed, classes]`, `[tasks, classes]`), so every head
+module named "head" has the same paths ("head/kernel", "head/bias") and is trained by `head/.*`.
 Losses share `weighted_cross_entropy`: float32 cross-entropy, a weighted mean, padding
 carries weight 0. Decoders are numpy and run on host after eval.
 """
@@ -18,16 +18,28 @@ import optax
 from prompt_tuning_jax.partitioning import with_axes
 
 MASKED_LOGIT = -1e9
+IGNORE_LABEL = -100  # Hugging Face's ignore index: a token without a label (not a word's first sub-word).
 
 
-def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool) -> jax.Array:
-  """Dropout then x @ kernel + bias; [..., H] -> [..., features]. Call from a compact method:
-  the parameters land directly on `head` (no Dense_0 level)."""
-  kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "embed", "classes"),
-                      (x.shape[-1], features))
-  bias = head.param("bias", with_axes(nn.initializers.zeros, "classes"), (features,))
+def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool, size: Optional[int] = None,
+             task_ids=None) -> jax.Array:
+  """Dropout then x @ kernel + bias; x [B, ..., H] -> [B, ..., features]. Call from a compact method: the
+  parameters land directly on `head` (no Dense_0 level).
+
+  With `size` K the head is a bank of K (kernel [K, H, features], bias [K, features]) and example b uses
+  member task_ids[b] [B]: one head per task in a mixture, or per member of an ensemble.
+  """
+  if size is None:
+    kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "embed", "classes"),
+                        (x.shape[-1], features))
+    bias = head.param("bias", with_axes(nn.initializers.zeros, "classes"), (features,))
+    return jnp.dot(nn.Dropout(dropout)(x, deterministic=deterministic), kernel) + bias
+  kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
+                      (size, x.shape[-1], features))
+  bias = head.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (size, features))
   x = nn.Dropout(dropout)(x, deterministic=deterministic)
-  return jnp.dot(x, kernel) + bias
+  per_example_bias = bias[task_ids].reshape((x.shape[0],) + (1,) * (x.ndim - 2) + (features,))
+  return jnp.einsum("b...h,bhc->b...c", x, kernel[task_ids]) + per_example_bias
 
 
 def weighted_cross_entropy(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
@@ -40,10 +52,14 @@ def weighted_cross_entropy(logits, labels, weights) -> Tuple[jax.Array, Dict[str
 
 
 class SequenceClassificationHead(nn.Module):
-  """Logits from the [CLS] state. Loss: weighted_cross_entropy (logits [B, C]).
+  """Logits from the [CLS] state, for classification and multiple choice. Loss: weighted_cross_entropy.
 
-  With `size` K, it is a bank of K heads (kernel [K, H, C], bias [K, C]) and example b
-  uses head task_ids[b] (multi-task: one head per task; ensembles: one per member).
+  Multiple choice (COPA, SWAG) scores each (context, choice_k) sequence by its first class logit: a 1-class
+  head for a multiple-choice task alone, column 0 of the task's head in a mixture with classification tasks
+  (one head bank serves both, so they can share a prompt).
+
+  With `size` K, it is a bank of K heads (kernel [K, H, C], bias [K, C]) and example b uses head task_ids[b]
+  (multi-task: one head per task; ensembles: one per member).
   """
   num_labels: int
   dropout: float = 0.1
@@ -51,30 +67,28 @@ class SequenceClassificationHead(nn.Module):
 
   @nn.compact
   def __call__(self, hidden, cls_index: int = 0, deterministic: bool = True,
-               pooler: Optional[Callable[[jax.Array], jax.Array]] = None, task_ids=None) -> jax.Array:
-    """hidden [B, T, H] -> logits [B, C]. cls_index is P after an input prompt, else 0;
-    pooler (e.g. BertEncoder.pool) maps the [CLS] state [B, H] first; task_ids [B]."""
+               pooler: Optional[Callable[[jax.Array], jax.Array]] = None, task_ids=None,
+               num_choices: Optional[int] = None) -> jax.Array:
+    """hidden [B, T, H] -> logits [B, C]. cls_index is P after an input prompt, else 0; pooler (e.g.
+    BertEncoder.pool) maps the [CLS] state [B, H] first; task_ids [B]. With num_choices K, hidden is
+    [B*K, T, H] (the choices of one example consecutive, task_ids [B*K]) and the logits are [B, K]."""
     features = hidden[:, cls_index]
     if pooler is not None:
       features = pooler(features)
-    if self.size is None:
-      return _project(self, features, self.num_labels, self.dropout, deterministic)
-    kernel = self.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
-                        (self.size, features.shape[-1], self.num_labels))
-    bias = self.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (self.size, self.num_labels))
-    features = nn.Dropout(self.dropout)(features, deterministic=deterministic)
-    return jnp.einsum("bh,bhc->bc", features, kernel[task_ids]) + bias[task_ids]
+    logits = _project(self, features, self.num_labels, self.dropout, deterministic, self.size, task_ids)
+    return logits if num_choices is None else logits[:, 0].reshape(-1, num_choices)
 
 
 class TokenClassificationHead(nn.Module):
-  """Per-token logits (NER, POS); labels live on each word's first sub-word."""
+  """Per-token logits (NER, SRL); labels live on each word's first sub-word. `size`: a bank, as above."""
   num_labels: int
   dropout: float = 0.1
+  size: Optional[int] = None
 
   @nn.compact
-  def __call__(self, hidden, deterministic: bool = True) -> jax.Array:
-    """hidden [B, T, H] -> logits [B, T, C]."""
-    return _project(self, hidden, self.num_labels, self.dropout, deterministic)
+  def __call__(self, hidden, deterministic: bool = True, task_ids=None) -> jax.Array:
+    """hidden [B, T, H], task_ids [B] -> logits [B, T, C]."""
+    return _project(self, hidden, self.num_labels, self.dropout, deterministic, self.size, task_ids)
 
 
 def first_subword_label_weights(word_ids):
@@ -108,14 +122,13 @@ class SpanExtractionHead(nn.Module):
   dropout: float = 0.1
 
   @nn.compact
-  def __call__(self, hidden, deterministic: bool = True) -> Tuple[jax.Array, jax.Array]:
-    """hidden [B, T, H] -> (start_logits [B, T], end_logits [B, T])."""
-    logits = _project(self, hidden, 2, self.dropout, deterministic)
-    return logits[..., 0], logits[..., 1]
+  def __call__(self, hidden, deterministic: bool = True) -> jax.Array:
+    """hidden [B, T, H] -> logits [B, T, 2]: [..., 0] starts, [..., 1] ends."""
+    return _project(self, hidden, 2, self.dropout, deterministic)
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions, context_mask,
-              weights: Optional[jax.Array] = None) -> jax.Array:
+              weights: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Mean of the start and end cross-entropies; logits [B, T], positions [B], context_mask [B, T].
 
   Positions where context_mask is 0 (question, [SEP], padding) get logit -1e9, so the softmax
@@ -123,15 +136,17 @@ def span_loss(start_logits, end_logits, start_positions, end_positions, context_
   context_mask[:, 0] = 1 when no-answer is allowed, and label unanswerable examples (0, 0).
   A gold position outside the mask costs ~1e9: it is a data bug, not something to train on.
   weights [B] (optional, default all 1) drop padded examples from the mean.
+  Returns (loss, {"correct": examples whose start and end argmax are both right, "count"}).
   """
   mask = jnp.asarray(context_mask) > 0
   if weights is None:
     weights = jnp.ones(start_positions.shape, jnp.float32)
-  start, _ = weighted_cross_entropy(jnp.where(mask, start_logits.astype(jnp.float32), MASKED_LOGIT),
-                            start_positions, weights)
-  end, _ = weighted_cross_entropy(jnp.where(mask, end_logits.astype(jnp.float32), MASKED_LOGIT),
-                          end_positions, weights)
-  return (start + end) / 2
+  start_logits = jnp.where(mask, start_logits.astype(jnp.float32), MASKED_LOGIT)
+  end_logits = jnp.where(mask, end_logits.astype(jnp.float32), MASKED_LOGIT)
+  start, stats = weighted_cross_entropy(start_logits, start_positions, weights)
+  end, _ = weighted_cross_entropy(end_logits, end_positions, weights)
+  both = (start_logits.argmax(-1) == start_positions) & (end_logits.argmax(-1) == end_positions)
+  return (start + end) / 2, {"correct": (both * jnp.asarray(weights, jnp.float32)).sum(), "count": stats["count"]}
 
 
 def best_spans(start_logits, end_logits, context_mask, n_best: int = 20,
@@ -155,20 +170,3 @@ def best_spans(start_logits, end_logits, context_mask, n_best: int = 20,
     spans.sort(key=lambda span: (-span[2], span[0], span[1]))
     results.append(spans[:n_best])
   return results
-
-
-class MultipleChoiceHead(nn.Module):
-  """Scores each (context, choice_k) sequence with Dense(H, 1) on its [CLS] state (SWAG, RACE)."""
-  dropout: float = 0.1
-
-  @nn.compact
-  def __call__(self, hidden, num_choices: int, cls_index: int = 0, deterministic: bool = True) -> jax.Array:
-    """hidden [B*K, T, H] (choices of one example are consecutive) -> logits [B, K]."""
-    scores = _project(self, hidden[:, cls_index], 1, self.dropout, deterministic)  # [B*K, 1]
-    return scores.reshape(-1, num_choices)
-
-
-def multiple_choice_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-  """logits [B, K], labels [B] (index of the right choice), weights [B] -> (weighted mean softmax
-  cross-entropy over the K choices, {"correct", "count"})."""
-  return weighted_cross_entropy(logits, labels, weights)

@@ -1,4 +1,4 @@
-"""Encoder-classification tasks: RTE and SST-2.
+"""Encoder-classification tasks RTE and SST-2 (the rest of SuperGLUE is in superglue.py).
 
 Each task yields {'inputs', 'token_type_ids', 'label', 'idx'} for a BERT-family
 encoder; `LABEL_NAMES[task]` gives the classes in label-index order.
@@ -6,25 +6,15 @@ encoder; `LABEL_NAMES[task]` gives the classes in label-index order.
 
 import functools
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Optional, Sequence
 
-import seqio
 import tensorflow as tf
 
-from prompt_tuning_jax import metrics
-from prompt_tuning_jax.tasks import preprocessors, settings
+from prompt_tuning_jax import families, metrics
+from prompt_tuning_jax.tasks import preprocessors
+from prompt_tuning_jax.tasks.features import BACKBONE_VOCABULARY, ENCODER_FEATURES  # pylint: disable=unused-import
+from prompt_tuning_jax.tasks.registry import LABEL_NAMES, register  # pylint: disable=unused-import
 from prompt_tuning_jax.tasks.sources import DataError, TfdsOrFiles, label_index, read_jsonl, read_tsv
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
-
-# Follows the configured backbone's vocab.txt (settings.set_vocab_file).
-BACKBONE_VOCABULARY = WordPieceVocabulary(settings.vocab_file)
-
-ENCODER_FEATURES = {
-    "inputs": seqio.Feature(BACKBONE_VOCABULARY, add_eos=False, dtype=tf.int32),
-    "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32),
-}
-
-LABEL_NAMES: Dict[str, Tuple[str, ...]] = {}
 
 
 def _require(row: dict, keys, path: Path):
@@ -46,15 +36,13 @@ def _sst2_row(row: dict, path: Path, to_label=label_index(("negative", "positive
   return {"sentence": row["sentence"], "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
 
 
-def register_encoder_classification(name: str, source: TfdsOrFiles, label_names: Tuple[str, ...], text_a: str,
-                                    text_b=None) -> None:
-  LABEL_NAMES[name] = label_names
-  seqio.TaskRegistry.add(
-      name,
-      source=seqio.FunctionDataSource(source, splits=source.splits),
-      preprocessors=[functools.partial(preprocessors.tokenize_for_encoder, text_a=text_a, text_b=text_b)],
-      output_features=ENCODER_FEATURES,
-      metric_fns=[metrics.accuracy])
+def register_encoder_classification(name: str, source: TfdsOrFiles, label_names: Sequence[str], text_a: str,
+                                    text_b: Optional[str] = None, metric_fns=(metrics.accuracy,),
+                                    metric: str = "accuracy", **info) -> None:
+  """A classification task over one text or a pair: `[CLS] a [SEP] (b [SEP])`."""
+  register(name, source, [functools.partial(preprocessors.tokenize_for_encoder, text_a=text_a, text_b=text_b)],
+           ENCODER_FEATURES, metric_fns, family=families.CLASSIFICATION, metric=metric, label_names=label_names,
+           **info)
 
 
 register_encoder_classification(

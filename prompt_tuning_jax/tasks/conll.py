@@ -14,15 +14,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from prompt_tuning_jax.models.heads import first_subword_label_weights
+from prompt_tuning_jax.models.heads import IGNORE_LABEL, first_subword_label_weights
 from prompt_tuning_jax.tasks.sources import DataError, _open_text  # pylint: disable=protected-access
 
 # Label order as in the Hugging Face / TFDS conll2003 and wnut_17 data sets.
 CONLL03_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 WNUT17_TYPES = ("corporation", "creative-work", "group", "location", "person", "product")
 WNUT17_LABELS = ("O",) + tuple(f"{bio}-{kind}" for kind in WNUT17_TYPES for bio in ("B", "I"))
-
-IGNORE_LABEL = -100  # Hugging Face's ignore index; also weight 0 here.
 
 Sentence = Tuple[Tuple[str, ...], Tuple[str, ...]]  # (tokens, tags) of equal length.
 

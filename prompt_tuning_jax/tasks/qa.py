@@ -83,8 +83,16 @@ def _checked_span(context: str, start: int, end: int, text: Optional[str], where
   return start, end
 
 
-def read_squad(path: Path) -> List[QAExample]:
-  """Questions of a SQuAD 1.1 or 2.0 json file (optionally .gz), in file order.
+def squad_example(qid: str, question: str, context: str, texts: Sequence[str], starts: Sequence[int],
+                  where: str) -> QAExample:
+  """A SQuAD question (from the json file or TFDS squad) with its answers checked against the context."""
+  spans = tuple(_checked_span(context, int(s), int(s) + len(t), t, where) for s, t in zip(starts, texts))
+  return QAExample(str(qid), question, context, tuple(texts), spans)
+
+
+def read_squad(path: Path, articles: slice = slice(None)) -> List[QAExample]:
+  """Questions of a SQuAD 1.1 or 2.0 json file (optionally .gz), in file order; `articles` selects articles
+  (e.g. slice(0, 24): the first 24).
 
   SQuAD 2.0 questions with is_impossible get no answers (their plausible_answers are ignored). Errors name the
   file and the question's place, e.g. `data[3].paragraphs[5].qas[2]`.
@@ -95,24 +103,33 @@ def read_squad(path: Path) -> List[QAExample]:
     except json.JSONDecodeError as e:
       raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}).") from e
   examples = []
-  for a, article in enumerate(_field(root, "data", str(path))):
-    for p, paragraph in enumerate(_field(article, "paragraphs", f"{path}: data[{a}]")):
+  data = _field(root, "data", str(path))
+  for a in range(len(data))[articles]:
+    for p, paragraph in enumerate(_field(data[a], "paragraphs", f"{path}: data[{a}]")):
       context = _field(paragraph, "context", f"{path}: data[{a}].paragraphs[{p}]")
       for q, qa in enumerate(_field(paragraph, "qas", f"{path}: data[{a}].paragraphs[{p}]")):
         where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}]"
         answers = [] if qa.get("is_impossible", False) else _field(qa, "answers", where)
-        texts = tuple(_field(ans, "text", where) for ans in answers)
-        starts = [int(_field(ans, "answer_start", where)) for ans in answers]
-        spans = tuple(_checked_span(context, s, s + len(t), t, where) for s, t in zip(starts, texts))
-        examples.append(QAExample(str(_field(qa, "id", where)), _field(qa, "question", where), context, texts, spans))
+        texts = [_field(ans, "text", where) for ans in answers]
+        starts = [_field(ans, "answer_start", where) for ans in answers]
+        examples.append(squad_example(_field(qa, "id", where), _field(qa, "question", where), context, texts, starts,
+                                      where))
   return examples
+
+
+def mrqa_example(qid: str, question: str, context: str, answers: Sequence[str],
+                 char_spans: Sequence[Tuple[int, int]], where: str) -> QAExample:
+  """An MRQA question (from the jsonl file or TFDS mrqa); char_spans are every detected answer's (start, last)
+  with inclusive ends, as MRQA stores them, made exclusive here."""
+  spans = tuple(_checked_span(context, int(start), int(last) + 1, None, where) for start, last in char_spans)
+  return QAExample(str(qid), question, context, tuple(answers), spans)
 
 
 def read_mrqa(path: Path) -> List[QAExample]:
   """Questions of an MRQA shared-task jsonl(.gz) file: a header line, then one context per line with its qas.
 
-  `answers` are the gold texts; `answer_spans` are every detected answer's char_spans (inclusive ends in the
-  file, made exclusive here), so training labels use the first detected occurrence.
+  `answers` are the gold texts; `answer_spans` are every detected answer's char_spans, so training labels use
+  the first detected occurrence.
   """
   examples = []
   for i, row in enumerate(read_jsonl(Path(path))):
@@ -122,12 +139,10 @@ def read_mrqa(path: Path) -> List[QAExample]:
       continue
     context = _field(row, "context", where)
     for qa in _field(row, "qas", where):
-      spans = []
-      for detected in _field(qa, "detected_answers", where):
-        for start, last in _field(detected, "char_spans", where):
-          spans.append(_checked_span(context, start, last + 1, None, where))
-      examples.append(QAExample(str(_field(qa, "qid", where)), _field(qa, "question", where), context,
-                                tuple(_field(qa, "answers", where)), tuple(spans)))
+      spans = [span for detected in _field(qa, "detected_answers", where)
+               for span in _field(detected, "char_spans", where)]
+      examples.append(mrqa_example(_field(qa, "qid", where), _field(qa, "question", where), context,
+                                   _field(qa, "answers", where), spans, where))
   if not examples:
     raise DataError(f"{path}: no questions (expected a header line, then contexts with qas).")
   return examples

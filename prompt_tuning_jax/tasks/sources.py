@@ -1,8 +1,9 @@
 """Task data sources: TFDS when the data set is prepared, else the original files.
 
-A source reads rows with the TFDS feature names, so one preprocessing chain serves
-both. Files are looked up under the data directory (settings.data_dir(), the
-DATA_DIR gin macro), optionally gzip-compressed.
+Both paths end in the same Python rows (a TFDS example goes through an adapter, a file
+through its reader and row function), so one preprocessing chain serves both. Files are
+looked up under the data directory (settings.data_dir(), the DATA_DIR gin macro),
+optionally gzip-compressed.
 """
 
 import csv
@@ -12,8 +13,9 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from prompt_tuning_jax.tasks import settings
@@ -67,24 +69,68 @@ def read_tsv(path: Path) -> Iterable[dict]:
       yield dict(zip(header, fields)) | {"__line__": line_no}
 
 
+def tfds_root() -> Path:
+  return Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
+
+
+def host_value(value):
+  """A tfds.as_numpy value as plain Python: bytes -> str, arrays of strings -> lists of str, dicts and ragged
+  values recursively; numeric arrays stay numpy."""
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, dict):
+    return {k: host_value(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray) and value.dtype == object:
+    return [host_value(v) for v in value.tolist()]
+  if hasattr(value, "to_list"):  # A ragged value.
+    return host_value(np.asarray(value.to_list(), dtype=object)) if value.dtype == tf.string else value.to_list()
+  return value.item() if isinstance(value, np.generic) else value
+
+
+def _column(values: Sequence, dtype: tf.DType):
+  """One feature of every row: a dense tensor, or a ragged one [n, None, ...] when the rows hold lists of
+  different lengths (words of a sentence, answers of a question)."""
+  if not isinstance(values[0], (list, tuple, np.ndarray)):
+    return tf.constant(values, dtype)
+  lengths = [len(v) for v in values]
+  if dtype == tf.string:
+    flat = tf.constant([x for v in values for x in v], tf.string, shape=[sum(lengths)])
+  else:
+    flat = np.concatenate([np.asarray(v, dtype.as_numpy_dtype) for v in values])
+  if len(set(lengths)) == 1:  # Equal lengths (a choice per option): dense, so the length is static.
+    return tf.reshape(flat, [len(values), lengths[0], *flat.shape[1:]])
+  return tf.RaggedTensor.from_row_lengths(flat, tf.constant(lengths, tf.int64))
+
+
+def rows_to_dataset(rows: Sequence[Mapping], feature_types: Mapping[str, tf.DType]) -> tf.data.Dataset:
+  """Python rows -> a tf.data.Dataset of their `feature_types` features, in row order."""
+  return tf.data.Dataset.from_tensor_slices({k: _column([row[k] for row in rows], t)
+                                             for k, t in feature_types.items()})
+
+
 @dataclasses.dataclass(frozen=True)
 class TfdsOrFiles:
-  """A seqio dataset_fn reading TFDS `tfds_name` if prepared, else local files.
+  """A seqio dataset_fn reading TFDS `tfds_name` if prepared, else local files; both give the same rows.
 
   Attributes:
-    tfds_name: e.g. 'super_glue/rte:1.0.2'.
-    files: split -> file path relative to the data directory.
-    reader: parses a file into raw row dicts (keeps '__line__').
-    to_features: raw row -> dict with the TFDS feature names (raise DataError if bad).
-    feature_types: TFDS feature name -> tf dtype.
+    files: split -> file path relative to the data directory (a .gz of it is found too).
+    reader: parses a file into raw items (jsonl rows keeping '__line__', sentences, questions, ...).
+    to_features: (raw item, path) -> a dict with the feature names, or a list of them (a passage's questions).
+    feature_types: feature name -> tf dtype; values that are lists become [None] features.
+    tfds_name: e.g. 'super_glue/rte:1.0.2'; None when TFDS has no copy of the set.
     tfds_splits: our split name -> TFDS split name.
+    from_tfds: a TFDS example (host_value'd) -> a dict with the feature names, or a list of them; by default
+      its `feature_types` keys.
+    readers: split -> a reader replacing `reader` for that split (e.g. two halves of one file).
   """
-  tfds_name: str
   files: Mapping[str, str]
-  reader: Callable[[Path], Iterable[dict]]
-  to_features: Callable[[dict, Path], dict]
+  reader: Callable[[Path], Iterable]
+  to_features: Callable[[object, Path], Union[dict, List[dict]]]
   feature_types: Mapping[str, tf.DType]
+  tfds_name: Optional[str] = None
   tfds_splits: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  from_tfds: Optional[Callable[[dict], Union[dict, List[dict]]]] = None
+  readers: Mapping[str, Callable[[Path], Iterable]] = dataclasses.field(default_factory=dict)
 
   @property
   def splits(self) -> Sequence[str]:
@@ -92,28 +138,43 @@ class TfdsOrFiles:
 
   def tfds_prepared(self) -> bool:
     """True when the TFDS data set is on disk (no download is ever attempted)."""
+    if self.tfds_name is None:
+      return False
     name, _, version = self.tfds_name.partition(":")
-    root = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
-    return (root / name / version / "dataset_info.json").exists()
+    return (tfds_root() / name / version / "dataset_info.json").exists()
 
   def read_rows(self, split: str) -> List[dict]:
-    path = find_file(self.files[split])
-    rows = [self.to_features(row, path) for row in self.reader(path)]
+    """The rows of `split` from the original files."""
+    try:
+      path = find_file(self.files[split])
+    except DataError as e:
+      if self.tfds_name is None:
+        raise
+      raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
+    rows = _flatten(self.to_features(item, path) for item in self.readers.get(split, self.reader)(path))
     if not rows:
       raise DataError(f"{path}: split '{split}' is empty.")
     return rows
 
-  def __call__(self, split: str, shuffle_files: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
+  def tfds_rows(self, split: str) -> List[dict]:
+    """The rows of `split` from the prepared TFDS data set."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    ds = tfds.load(self.tfds_name, split=self.tfds_splits.get(split, split), shuffle_files=False, download=False)
+    convert = self.from_tfds or (lambda ex: {k: ex[k] for k in self.feature_types})
+    return _flatten(convert(host_value(ex)) for ex in tfds.as_numpy(ds))
+
+  def rows(self, split: str) -> List[dict]:
     if split not in self.files:
       raise DataError(f"unknown split {split!r}; this task has {list(self.files)}.")
-    if self.tfds_prepared():
-      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-      ds = tfds.load(self.tfds_name, split=self.tfds_splits.get(split, split), shuffle_files=shuffle_files,
-                     download=False, read_config=tfds.ReadConfig(shuffle_seed=seed))
-      return ds.map(lambda ex: {k: ex[k] for k in self.feature_types})
-    rows = self.read_rows(split)
-    columns = {k: tf.constant([row[k] for row in rows], dtype=t) for k, t in self.feature_types.items()}
-    return tf.data.Dataset.from_tensor_slices(columns)
+    return self.tfds_rows(split) if self.tfds_prepared() else self.read_rows(split)
+
+  def __call__(self, split: str, shuffle_files: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
+    del shuffle_files, seed  # Rows come in file order; the trainer shuffles batches itself.
+    return rows_to_dataset(self.rows(split), self.feature_types)
+
+
+def _flatten(items: Iterable[Union[dict, List[dict]]]) -> List[dict]:
+  return [row for item in items for row in (item if isinstance(item, list) else [item])]
 
 
 def label_index(label_names: Sequence[str], aliases: Optional[Dict[str, int]] = None):

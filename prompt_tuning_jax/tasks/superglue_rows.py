@@ -86,6 +86,14 @@ def copa_row(row: dict, path: Path) -> dict:
           "label": label, "idx": _idx(row)}
 
 
+def multirc_option(paragraph: str, question: str, answer: str, label: int, group: int, idx: int,
+                   answer_idx: int) -> dict:
+  """The row of one answer option (from a jsonl passage or a TFDS example, which is one option already)."""
+  return {"paragraph": paragraph, "question": question, "answer": answer, "text_a": paragraph,
+          "text_b": f"{question} {answer}", "label": label, "group": int(group), "idx": int(idx),
+          "answer_idx": int(answer_idx)}
+
+
 def multirc_rows(row: dict, path: Path) -> List[dict]:
   """A passage with its questions -> one row per answer option."""
   line = row["__line__"]
@@ -96,11 +104,21 @@ def multirc_rows(row: dict, path: Path) -> List[dict]:
     text, answers, group = _get(question, path, line, "question", "answers", "idx")
     for answer in answers:
       answer_text, answer_idx = _get(answer, path, line, "text", "idx")
-      label = _label(answer, path, line, _bool_label)
-      rows.append({"paragraph": paragraph, "question": text, "answer": answer_text, "text_a": paragraph,
-                   "text_b": f"{text} {answer_text}", "label": label, "group": int(group), "idx": _idx(row),
-                   "answer_idx": int(answer_idx)})
+      rows.append(multirc_option(paragraph, text, answer_text, _label(answer, path, line, _bool_label), group,
+                                 _idx(row), answer_idx))
   return rows
+
+
+def record_candidates(passage: str, entities: Sequence[str], query: str, answers: Optional[Sequence[str]],
+                      group: int, idx: int, where: str) -> List[dict]:
+  """One query -> a row per candidate entity (deduplicated, sorted); answers None: unlabelled (label -1)."""
+  if "@placeholder" not in query:
+    raise DataError(f"{where}: query {query!r} has no @placeholder.")
+  passage_text = passage.replace("@highlight\n", "- ")
+  answers = None if answers is None else tuple(sorted(set(answers)))
+  return [{"passage": passage_text, "query": query, "entity": entity, "text_a": passage_text,
+           "text_b": query.replace("@placeholder", entity), "label": -1 if answers is None else int(entity in answers),
+           "answers": answers or (), "group": int(group), "idx": int(idx)} for entity in sorted(set(entities))]
 
 
 def record_rows(row: dict, path: Path) -> List[dict]:
@@ -109,19 +127,12 @@ def record_rows(row: dict, path: Path) -> List[dict]:
   (passage, queries) = _get(row, path, line, "passage", "qas")
   text, entities = _get(passage, path, line, "text", "entities")
   spans = [_get(e, path, line, "start", "end") for e in entities]
-  candidates = sorted({text[start:end + 1] for start, end in spans})  # Entity ends are inclusive.
-  passage_text = text.replace("@highlight\n", "- ")
+  candidates = [text[start:end + 1] for start, end in spans]  # Entity ends are inclusive.
   rows = []
   for qa in queries:
     query, group = _get(qa, path, line, "query", "idx")
-    if "@placeholder" not in query:
-      raise DataError(f"{path}:{line}: query {query!r} has no @placeholder.")
-    answers = tuple(sorted({a["text"] for a in qa.get("answers", ())}))
-    for entity in candidates:
-      rows.append({"passage": passage_text, "query": query, "entity": entity, "text_a": passage_text,
-                   "text_b": query.replace("@placeholder", entity),
-                   "label": int(entity in answers) if "answers" in qa else -1, "answers": answers,
-                   "group": int(group), "idx": _idx(row)})
+    answers = [a["text"] for a in qa["answers"]] if "answers" in qa else None
+    rows.extend(record_candidates(text, candidates, query, answers, group, _idx(row), f"{path}:{line}"))
   return rows
 
 
@@ -191,3 +202,37 @@ def read_rows(path: Path, to_rows) -> List[dict]:
     out = to_rows(row, Path(path))
     rows.extend(out if isinstance(out, list) else [out])
   return rows
+
+
+# TFDS super_glue examples -> the rows above. TFDS keeps the jsonl field names except where noted, gives labels
+# as class indices (-1: none) and has already split MultiRC into answer options and ReCoRD into queries.
+TFDS_PATH = Path("<tfds super_glue>")
+
+
+def from_tfds(to_row):
+  """An adapter for the tasks whose TFDS fields are the jsonl ones: (TFDS example) -> to_row(jsonl-like row)."""
+
+  def convert(ex: dict):
+    row = {k: v for k, v in ex.items() if not (k == "label" and v == -1)} | {"__line__": ex["idx"]}
+    return to_row(row, TFDS_PATH)
+
+  return convert
+
+
+def tfds_wsc(ex: dict) -> dict:
+  """TFDS puts the target's fields at the top level."""
+  target = {k: ex[k] for k in ("span1_index", "span1_text", "span2_index", "span2_text")}
+  row = {"text": ex["text"], "target": target, "idx": ex["idx"], "__line__": ex["idx"]}
+  return wsc_row(row | ({"label": ex["label"]} if ex["label"] != -1 else {}), TFDS_PATH)
+
+
+def tfds_multirc(ex: dict) -> dict:
+  idx = ex["idx"]
+  return multirc_option(ex["paragraph"], ex["question"], ex["answer"], int(ex["label"]), idx["question"],
+                        idx["paragraph"], idx["answer"])
+
+
+def tfds_record(ex: dict) -> List[dict]:
+  idx = ex["idx"]
+  return record_candidates(ex["passage"], ex["entities"], ex["query"], ex["answers"] or None, idx["query"],
+                           idx["passage"], f"{TFDS_PATH}: query {idx['query']}")
