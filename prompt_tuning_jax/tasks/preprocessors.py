@@ -108,13 +108,14 @@ def featurize_qa(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
   'token_type_ids' [T], 'context_mask' [T], 'offsets' [T, 2], 'start_position', 'end_position',
   'example_index' (the question's index in the split), 'id', 'context', 'answers'}.
 
-  The stride shrinks to half a window when sequence_length['inputs'] leaves less than 2 * stride context
-  tokens (128 needs inputs >= 64 + 3 + 256).
+  Short inputs shrink the limits so a window always holds context: a question takes at most half the input and
+  the stride at most half of what is left (stride 128 needs inputs >= 64 + 3 + 256, which 384 meets).
   """
   vocab = output_features["inputs"].vocabulary
   max_length = sequence_length["inputs"]
   examples = [qa.QAExample(row["id"], row["question"], row["context"], tuple(row["answers"]),
                            tuple(zip(row["answer_starts"], row["answer_ends"]))) for row in _materialize(dataset)]
+  max_question_length = min(max_question_length, (max_length - 3) // 2)
   stride = min(stride, (max_length - max_question_length - 3) // 2)
   features = qa.featurize(examples, vocab, max_length, stride, max_question_length)
   return rows_to_dataset([{"inputs": f.input_ids, "token_type_ids": f.token_type_ids, "context_mask": f.context_mask,
