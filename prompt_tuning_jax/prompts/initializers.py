@@ -2,7 +2,7 @@
 
 The backbone's word embedding table is passed in, so vocabulary-based inits use the
 real (loaded) embeddings. Texts and label names are tokenized with the configured
-backbone's vocabulary.
+backbone's vocabulary (WordPiece for encoders, SentencePiece for T5).
 """
 
 from typing import Callable, Optional, Sequence
@@ -17,8 +17,7 @@ PromptInit = Callable[[jax.Array, Sequence[int], jax.Array], jax.Array]
 
 def _tokenize(text: str) -> list:
   from prompt_tuning_jax.tasks import settings  # pylint: disable=g-import-not-at-top
-  from prompt_tuning_jax.tokenizers import WordPieceVocabulary  # pylint: disable=g-import-not-at-top
-  ids = WordPieceVocabulary(settings.vocab_file()).encode(text)
+  ids = settings.backbone_vocabulary().encode(text)
   if not ids:
     raise ValueError(f"{text!r} tokenizes to nothing; cannot initialize a prompt from it.")
   return ids
