@@ -9,6 +9,7 @@ from typing import Tuple
 import seqio
 
 from prompt_tuning_jax.tasks import classification, mixtures
+from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (T5 tasks)
 from prompt_tuning_jax.tasks.registry import INFO, LABEL_NAMES, TaskInfo
 from prompt_tuning_jax.tasks.sources import DataError
 

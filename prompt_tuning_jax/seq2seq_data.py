@@ -1,0 +1,120 @@
+"""Text-to-text examples in memory, batched into padded length buckets for a T5.
+
+Examples come from a seqio task ('inputs', 'targets' with EOS) or from a text file of
+inputs (inference). Inputs and targets are each padded to one of a few bucket lengths
+(data.bucket_lengths), so a run compiles a handful of programs. Train batches are a pure
+function of (seed, step) in the encoder trainer's order (data.TrainBatches: shuffled per
+epoch, grouped by input length), so a resumed run sees the batches it would have seen.
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from prompt_tuning_jax import data, tasks
+
+Batch = Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class TextExamples:
+  """Tokenized examples of one split: ragged input and target ids (EOS included; targets may be
+  empty for inference) with their strings and example ids."""
+  inputs: List[np.ndarray]
+  targets: List[np.ndarray]
+  inputs_text: List[str]
+  targets_text: List[str]
+  idx: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.inputs)
+
+
+def load_text_examples(task_name: str, split: str, feature_lengths: Mapping[str, int]) -> TextExamples:
+  """Runs the seqio task's preprocessing once (truncating to feature_lengths) and keeps the result."""
+  task = tasks.get_task(task_name)
+  ds = task.get_dataset(sequence_length=dict(feature_lengths), split=split, shuffle=False, use_cached=False)
+  rows = list(tfds.as_numpy(ds))
+  if not rows:
+    raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
+  text = lambda row, key: row[f"{key}_pretokenized"].decode("utf-8")
+  return TextExamples([r["inputs"] for r in rows], [r["targets"] for r in rows], [text(r, "inputs") for r in rows],
+                      [text(r, "targets") for r in rows], np.array([r.get("idx", i) for i, r in enumerate(rows)]))
+
+
+def load_input_file(path, vocabulary, max_length: int) -> TextExamples:
+  """One input per non-empty line of a UTF-8 text file, tokenized with EOS and truncated as seqio does."""
+  lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+  lines = [line for line in lines if line]
+  if not lines:
+    raise tasks.DataError(f"{path}: no inputs (one per line expected).")
+  ids = [np.array(list(vocabulary.encode(line))[:max_length - 1] + [vocabulary.eos_id], np.int32) for line in lines]
+  return TextExamples(ids, [np.zeros((0,), np.int32)] * len(ids), lines, [""] * len(ids), np.arange(len(ids)))
+
+
+def shift_right(targets: np.ndarray, start_id: int = 0) -> np.ndarray:
+  """Decoder inputs [..., T']: the start id, then the targets without their last position."""
+  return np.concatenate([np.full(targets.shape[:-1] + (1,), start_id, targets.dtype), targets[..., :-1]], axis=-1)
+
+
+def pad_to(sequences: Sequence[np.ndarray], rows: int, buckets: Sequence[int]) -> np.ndarray:
+  """[rows, bucket] int32: `sequences` left-aligned, padded with 0 to the smallest bucket that fits."""
+  longest = max([len(s) for s in sequences] + [1])
+  out = np.zeros((rows, next(b for b in buckets if b >= longest)), np.int32)
+  for row, s in enumerate(sequences):
+    out[row, :len(s)] = s
+  return out
+
+
+def pad_batch(examples: TextExamples, index: Sequence[int], buckets: Mapping[str, Sequence[int]],
+              batch_size: int) -> Batch:
+  """Examples at `index` -> a batch (see seq2seq.py) of batch_size rows; missing rows are all padding."""
+  targets = pad_to([examples.targets[i] for i in index], batch_size, buckets["targets"])
+  return {"encoder_input_tokens": pad_to([examples.inputs[i] for i in index], batch_size, buckets["inputs"]),
+          "decoder_target_tokens": targets, "decoder_input_tokens": shift_right(targets),
+          "decoder_loss_weights": (targets > 0).astype(np.float32)}
+
+
+def feature_buckets(feature_lengths: Mapping[str, int]) -> Dict[str, List[int]]:
+  """Bucket lengths per feature; targets keep the smallest bucket at 8 (labels are short)."""
+  return {"inputs": data.bucket_lengths(int(feature_lengths["inputs"])),
+          "targets": data.bucket_lengths(int(feature_lengths["targets"]), smallest=8)}
+
+
+class TrainBatches:
+  """Endless batches; batch s is determined by (seed, s), in data.TrainBatches' order."""
+
+  def __init__(self, examples: TextExamples, batch_size: int, feature_lengths: Mapping[str, int], seed: int):
+    # data.TrainBatches only orders examples (by their input lengths): view these as its Examples.
+    view = data.Examples(examples.inputs, examples.inputs, np.zeros(len(examples), np.int32))
+    self._order = data.TrainBatches(view, batch_size, int(feature_lengths["inputs"]), seed)
+    self.examples, self.batch_size, self.buckets = examples, batch_size, feature_buckets(feature_lengths)
+    self._epoch: Optional[int] = None
+    self._batches: Optional[np.ndarray] = None
+
+  def batch(self, step: int) -> Batch:
+    epoch, i = divmod(step, self._order.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch, self._batches = epoch, self._order.epoch_batches(epoch)
+    return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
+
+
+def eval_batches(examples: TextExamples, batch_size: int,
+                 feature_lengths: Mapping[str, int]) -> Iterator[tuple]:
+  """(example indices, batch) covering every example once, shortest inputs first; the last
+  batch is padded with empty rows (their outputs are dropped by the index)."""
+  order = np.argsort([len(x) for x in examples.inputs], kind="stable")
+  buckets = feature_buckets(feature_lengths)
+  for start in range(0, len(examples), batch_size):
+    index = order[start:start + batch_size]
+    yield index, pad_batch(examples, index, buckets, batch_size)
+
+
+def candidate_arrays(vocabulary, target_strings: Sequence[str], max_length: int) -> Dict[str, np.ndarray]:
+  """The possible targets tokenized with EOS as teacher-forcing arrays [C, T'] for rank classification."""
+  ids = [list(vocabulary.encode(s))[:max_length - 1] + [vocabulary.eos_id] for s in target_strings]
+  targets = pad_to([np.array(x, np.int32) for x in ids], len(ids), [max(len(x) for x in ids)])
+  return {"candidate_inputs": shift_right(targets), "candidate_targets": targets}

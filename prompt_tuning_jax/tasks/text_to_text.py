@@ -1,0 +1,73 @@
+"""Text-to-text tasks for T5, named as the prompt-tuning repo names them.
+
+  super_glue_rte_v102           inputs  'rte sentence1: <premise> sentence2: <hypothesis>'
+                                targets 'entailment' | 'not_entailment'
+  taskless_super_glue_rte_v102  the same inputs without the task name 'rte'
+
+They read what the encoder task `rte` reads (TFDS super_glue/rte:1.0.2 when prepared, else
+DATA_DIR's superglue/rte/{train,val}.jsonl) through the same source and row function.
+Output features 'inputs' and 'targets' are SentencePiece ids with EOS appended (the
+configured T5 vocabulary); '*_pretokenized' keep the strings and 'idx' the example id.
+`TARGET_STRINGS[task]` lists the possible targets (rank classification scores each), and the
+metric is accuracy on the decoded strings.
+
+Note: the field names follow GLUE RTE (sentence1/sentence2), as this project's issue asks;
+T5's own super_glue_rte_v102 preprocessor joins the TFDS fields in sorted order
+('rte hypothesis: ... premise: ...'). A prompt trained on one does not transfer to the other.
+"""
+
+import functools
+from typing import Dict, Optional, Sequence, Tuple
+
+import seqio
+import tensorflow as tf
+
+from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import classification  # pylint: disable=unused-import  (registers 'rte' first)
+from prompt_tuning_jax.vocabularies import T5_VOCABULARY
+
+TEXT_TO_TEXT_FEATURES = {
+    "inputs": seqio.Feature(T5_VOCABULARY, add_eos=True, dtype=tf.int32),
+    "targets": seqio.Feature(T5_VOCABULARY, add_eos=True, dtype=tf.int32),
+}
+
+TARGET_STRINGS: Dict[str, Tuple[str, ...]] = {}
+
+
+def to_text(dataset: tf.data.Dataset, task_prefix: Optional[str], fields: Sequence[Tuple[str, str]],
+            label_names: Sequence[str]) -> tf.data.Dataset:
+  """Rows {field..., 'label', 'idx'} -> {'inputs', 'targets', 'idx'} strings in T5's format.
+
+  inputs: '<task_prefix> <name>: <text> <name>: <text> ...' for (name, row key) in `fields`
+  (no prefix when task_prefix is None); targets: label_names[label].
+  """
+  names = tf.constant(list(label_names))
+
+  def convert(ex):
+    parts = [task_prefix] if task_prefix else []
+    for name, key in fields:
+      parts += [f"{name}:", ex[key]]
+    return {"inputs": tf.strings.join(parts, separator=" "), "targets": tf.gather(names, ex["label"]),
+            "idx": tf.cast(ex["idx"], tf.int32)}
+
+  return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def register_text_to_text(name: str, source: seqio.DataSource, task_prefix: Optional[str],
+                          fields: Sequence[Tuple[str, str]], label_names: Tuple[str, ...]) -> None:
+  TARGET_STRINGS[name] = label_names
+  seqio.TaskRegistry.add(
+      name,
+      source=source,
+      preprocessors=[functools.partial(to_text, task_prefix=task_prefix, fields=fields, label_names=label_names),
+                     seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features=TEXT_TO_TEXT_FEATURES,
+      metric_fns=[metrics.accuracy])
+
+
+_RTE_SOURCE = seqio.get_mixture_or_task("rte").source  # the encoder task's TFDS-or-files source and row function
+_RTE_FIELDS = (("sentence1", "premise"), ("sentence2", "hypothesis"))
+
+register_text_to_text("super_glue_rte_v102", _RTE_SOURCE, "rte", _RTE_FIELDS, classification.LABEL_NAMES["rte"])
+register_text_to_text("taskless_super_glue_rte_v102", _RTE_SOURCE, None, _RTE_FIELDS,
+                      classification.LABEL_NAMES["rte"])
