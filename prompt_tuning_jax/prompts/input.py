@@ -4,7 +4,7 @@
 in front of the embedded text and extends the token types and the mask.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -38,16 +38,18 @@ class InputPrompt(nn.Module):
                       (self.length, word_embeddings.shape[-1]))
 
 
-def prepend(prompt: jax.Array, word_embeds: jax.Array, token_type_ids: jax.Array,
-            attention_mask: jax.Array) -> Tuple[jax.Array, jax.Array, jax.Array]:
+def prepend(prompt: jax.Array, word_embeds: jax.Array, token_type_ids: Optional[jax.Array],
+            attention_mask: jax.Array) -> Tuple[jax.Array, Optional[jax.Array], jax.Array]:
   """prompt [P, H] or [B, P, H]; text [B, T, H] -> embeds [B, P+T, H], token types
-  (0 on the prompt) and mask (1 on the prompt) [B, P+T]."""
+  (0 on the prompt; None when given None, as for T5, which has none) and mask (1 on the
+  prompt: prompt positions are always visible) [B, P+T]."""
   b = word_embeds.shape[0]
   if prompt.ndim == 2:
     prompt = jnp.broadcast_to(prompt, (b, *prompt.shape))
   p = prompt.shape[1]
   embeds = jnp.concatenate([prompt.astype(word_embeds.dtype), word_embeds], axis=1)
-  types = jnp.concatenate([jnp.zeros((b, p), token_type_ids.dtype), token_type_ids], axis=1)
+  types = (None if token_type_ids is None else
+           jnp.concatenate([jnp.zeros((b, p), token_type_ids.dtype), token_type_ids], axis=1))
   mask = jnp.concatenate([jnp.ones((b, p), attention_mask.dtype), attention_mask], axis=1)
   return embeds, types, mask
 

@@ -1,0 +1,201 @@
+"""Prompts on T5: prompt-aware masks, deep prompts on both stacks, the t5x loss, frozen weights,
+and rank classification agreeing with greedy decoding (and beam search) on a forced label."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from conftest import GOLDENS, REPO
+from prompt_tuning_jax import seq2seq, seq2seq_data, trainable
+from prompt_tuning_jax.models.decoding import beam_search
+from prompt_tuning_jax.models.t5 import T5, greedy_decode
+from prompt_tuning_jax.models.t5_checkpoint import load_t5
+from prompt_tuning_jax.models.t5_prompted import PromptedT5
+from prompt_tuning_jax.prompts.deep import DeepPrompt
+from prompt_tuning_jax.prompts.input import InputPrompt
+from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
+from prompt_tuning_jax.tasks import settings
+from prompt_tuning_jax.train_step import TrainState, adafactor
+from prompt_tuning_jax.trainer import init_params
+
+ENC = np.array([[5, 6, 7, 8, 1, 0, 0], [9, 10, 1, 0, 0, 0, 0]], np.int32)  # padded inputs, EOS = 1
+TARGETS = np.array([[11, 12, 1, 0], [13, 1, 0, 0]], np.int32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return load_t5(GOLDENS / "t5_tiny")
+
+
+@pytest.fixture
+def sentencepiece():
+  settings.set_sentencepiece_model(REPO / "tests" / "fixtures" / "t5_tiny_spm.model", 100)
+  from prompt_tuning_jax.vocabularies import T5_VOCABULARY  # pylint: disable=g-import-not-at-top
+  yield T5_VOCABULARY
+  settings.set_vocab_file(None)  # Back to the encoder backbone's vocabulary for other tests.
+
+
+def _params(config, backbone, prompt, seed=0):
+  return init_params(PromptedT5(config, prompt), backbone, seed)
+
+
+def _apply(model, params, *args, method=None, **kwargs):
+  return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method, **kwargs))(params, *args)
+
+
+def test_input_prompt_masks_shapes_and_visibility(tiny):
+  config, backbone = tiny
+  model = PromptedT5(config, InputPrompt(length=3))
+  params = _params(config, backbone, model.prompt)
+  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  assert encoded.shape == (2, 3 + 7, config.d_model) and mask.shape == (2, 10) and mask.dtype == jnp.bool_
+  np.testing.assert_array_equal(mask, np.concatenate([np.ones((2, 3), bool), ENC > 0], axis=1))
+  dec = seq2seq_data.shift_right(TARGETS)
+  logits = _apply(model, params, ENC, dec, TARGETS > 0)
+  # Encoder-decoder mask: hiding the prompt positions from the cross-attention changes the logits ...
+  decode = lambda m: _apply(model, params, encoded, m, dec, TARGETS > 0, method=PromptedT5.decode)
+  np.testing.assert_allclose(decode(mask), logits, atol=1e-5)
+  assert np.abs(decode(mask.at[:, :3].set(False)) - logits).max() > 1e-3
+  # ... while padded encoder positions stay invisible: changing their states changes no real target position.
+  noisy = jnp.where(mask[..., None], encoded, 1e3)
+  real = TARGETS > 0
+  np.testing.assert_allclose(
+      np.asarray(_apply(model, params, noisy, mask, dec, real, method=PromptedT5.decode))[real],
+      np.asarray(logits)[real], atol=1e-5)
+
+
+def test_input_prompt_acts_as_prepended_tokens(tiny):
+  # A prompt whose rows are token embeddings is those tokens in front of the text, masks included.
+  config, backbone = tiny
+  model = PromptedT5(config, InputPrompt(length=3))
+  params = _params(config, backbone, model.prompt)
+  words = np.array([20, 21, 22])
+  params = {**params, "prompt": {"prompt": backbone["token_embedder"]["embedding"][words]}}
+  dec = seq2seq_data.shift_right(TARGETS)
+  prompted = _apply(model, params, ENC, dec, TARGETS > 0)
+  plain_inputs = np.concatenate([np.tile(words, (2, 1)), ENC], axis=1)
+  plain = _apply(PromptedT5(config), {"backbone": backbone}, plain_inputs, dec, TARGETS > 0)
+  np.testing.assert_allclose(prompted, plain, atol=1e-5)
+
+
+def test_deep_prompt_covers_encoder_then_decoder_layers(tiny):
+  config, backbone = tiny
+  le, ld = config.num_encoder_layers, config.num_decoder_layers
+  dec = seq2seq_data.shift_right(TARGETS)
+  plain = PromptedT5(config)
+  plain_encoded, _ = _apply(plain, {"backbone": backbone}, ENC, method=PromptedT5.encode)
+  plain_logits = _apply(plain, {"backbone": backbone}, ENC, dec, TARGETS > 0)
+  model = PromptedT5(config, DeepPrompt(length=2, layers=[le]))  # only the first decoder layer
+  params = _params(config, backbone, model.prompt)
+  assert params["prompt"]["prefix"].shape == (1, 2, 2, config.num_heads, config.d_kv)
+  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  np.testing.assert_array_equal(encoded, plain_encoded)
+  assert mask.shape == ENC.shape  # deep prompts add no input positions
+  assert np.abs(_apply(model, params, ENC, dec, TARGETS > 0) - plain_logits).max() > 1e-3
+  full = PromptedT5(config, DeepPrompt(length=2))
+  assert _params(config, backbone, full.prompt)["prompt"]["prefix"].shape[0] == le + ld
+
+
+def test_ptuning_prepends_virtual_tokens(tiny):
+  config, backbone = tiny
+  model = PromptedT5(config, PTuningEncoder(length=4, encoder="mlp", template=(4, 0)))
+  params = _params(config, backbone, model.prompt)
+  _, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  assert mask.shape == (2, 11) and bool(mask[:, :4].all())
+  with pytest.raises(ValueError, match=r"set the template to \(4, 0\)"):
+    _params(config, backbone, PTuningEncoder(length=4, template=(2, 2)))
+
+
+def test_t5x_loss_and_normalizing_factor():
+  logits = jax.random.normal(jax.random.key(0), (2, 4, 9)) * 3
+  weights = (TARGETS > 0).astype(np.float32)
+  targets = TARGETS % 9
+  loss, z = seq2seq.cross_entropy_with_z_loss(logits, targets, weights, z_loss=1e-4)
+  log_z = np.log(np.exp(np.asarray(logits, np.float64)).sum(-1))
+  nll = log_z - np.take_along_axis(np.asarray(logits, np.float64), targets[..., None], -1)[..., 0]
+  np.testing.assert_allclose(loss, ((nll + 1e-4 * log_z ** 2) * weights).sum(), rtol=1e-5)
+  np.testing.assert_allclose(z, (1e-4 * log_z ** 2 * weights).sum(), rtol=1e-5)
+  assert float(seq2seq._normalize(loss, weights, seq2seq.NUM_REAL_TARGET_TOKENS)) == pytest.approx(float(loss) / 5)
+
+
+def test_training_moves_only_the_prompt(tiny):
+  config, backbone = tiny
+  config = config.replace(dropout_rate=0.0)  # so that three steps on one batch surely lower its loss
+  model = PromptedT5(config, InputPrompt(length=3))
+  trained, frozen = trainable.split_params(_params(config, backbone, model.prompt), [r"prompt/.*"])
+  before = {k: np.array(v) for k, v in trainable.flatten(frozen).items()}
+  prompt_before = np.array(trained["prompt"]["prompt"])
+  tx = adafactor()
+  step = jax.jit(seq2seq.make_train_step(model, tx), donate_argnums=0)
+  state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
+  batch = {"encoder_input_tokens": ENC, "decoder_input_tokens": seq2seq_data.shift_right(TARGETS),
+           "decoder_target_tokens": TARGETS, "decoder_loss_weights": (TARGETS > 0).astype(np.float32)}
+  losses = []
+  for _ in range(3):
+    state, metrics = step(state, frozen, batch, jax.random.key(0))
+    losses.append(float(metrics["loss"]))
+  assert int(state.step) == 3 and losses[-1] < losses[0]
+  assert int(metrics["count"]) == 2 and float(metrics["tokens"]) == 8 + 5
+  assert np.abs(np.asarray(state.trainable["prompt"]["prompt"]) - prompt_before).max() > 1e-3
+  for k, v in trainable.flatten(frozen).items():
+    assert np.array_equal(np.asarray(v), before[k]), k  # bit-identical
+
+
+def _force_labels(model, params, inputs, labels, vocabulary, margin=20.0):
+  """Params whose output layer makes the decoder emit `labels[b]` for inputs[b] (then EOS).
+
+  The decoder's final states X at the teacher-forced label positions are captured, and the
+  output kernel is solved from X @ W = margin * one_hot(next token); X has fewer rows than
+  d_model, so the fit is exact.
+  """
+  arrays = seq2seq_data.candidate_arrays(vocabulary, labels, 8)
+  targets = arrays["candidate_targets"]
+  _, captured = model.apply({"params": params}, inputs, arrays["candidate_inputs"], targets > 0,
+                            capture_intermediates=lambda m, _: m.name == "decoder_norm", mutable=["intermediates"])
+  states = np.asarray(captured["intermediates"]["backbone"]["decoder"]["decoder_norm"]["__call__"][0], np.float64)
+  rows = targets > 0
+  goal = margin * np.eye(model.config.vocab_size)[targets[rows]]
+  kernel = np.linalg.lstsq(states[rows], goal, rcond=None)[0].astype(np.float32)
+  flat = trainable.flatten(params)
+  flat["backbone/decoder/logits_dense/kernel"] = jnp.asarray(kernel)
+  return trainable.unflatten(flat)
+
+
+def test_rank_classification_and_decoding_agree_on_forced_labels(tiny, sentencepiece):
+  config, backbone = tiny
+  model = PromptedT5(config, InputPrompt(length=3))
+  labels = ["entailment", "not_entailment"]
+  forced = ["not_entailment", "entailment"]  # example b is forced to say forced[b]
+  params = _force_labels(model, _params(config, backbone, model.prompt), ENC, forced, sentencepiece)
+  trained, frozen = trainable.split_params(params, [r"prompt/.*"])
+  candidates = seq2seq_data.candidate_arrays(sentencepiece, labels, 8)
+  scores = jax.jit(seq2seq.make_rank_fn(model))(trained, frozen, ENC, candidates["candidate_inputs"],
+                                                candidates["candidate_targets"])
+  assert [labels[i] for i in np.argmax(scores, -1)] == forced
+  assert float(jnp.max(scores, -1).min()) > -1e-3  # the forced label is (nearly) certain
+  for beam_size in (1, 3):
+    ids = jax.jit(seq2seq.make_predict_fn(model, 8, beam_size=beam_size))(trained, frozen, ENC)
+    assert [sentencepiece.decode(row.tolist()) for row in np.asarray(ids)] == forced, beam_size
+
+
+def test_beam_of_one_is_greedy(tiny):
+  config, backbone = tiny
+  model = T5(config)
+  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=T5.encode))
+  encoded, mask = encode(backbone, ENC), ENC > 0
+  greedy = jax.jit(greedy_decode, static_argnums=(0, 4))(model, backbone, encoded, mask, 6)
+  beam = jax.jit(lambda p, e, m: beam_search(model, p, e, m, 6, beam_size=1, alpha=0.0))(backbone, encoded, mask)
+  np.testing.assert_array_equal(beam, greedy)
+
+
+def test_every_prompt_parameter_has_replicated_axes(tiny):
+  config, _ = tiny
+  ids = jnp.ones((1, 3), jnp.int32)
+  for prompt in (InputPrompt(length=2), DeepPrompt(length=2), PTuningEncoder(length=2, template=(2, 0))):
+    boxed = jax.eval_shape(PromptedT5(config, prompt).init, jax.random.key(0), ids, ids)["params"]["prompt"]
+    leaves = traverse_util.flatten_dict(boxed, sep="/")
+    assert all(isinstance(v, nn.LogicallyPartitioned) and all(n.startswith("prompt_") for n in v.names)
+               for v in leaves.values()), leaves
