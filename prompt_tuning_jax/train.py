@@ -9,6 +9,9 @@ binding `KEY = VALUE` (Python literals: strings keep their inner quotes). Relati
 gin files and `include`s resolve against the search paths, then the package's gin/.
 Known bad input (missing data, unknown task, unset REQUIRED macro, bad checkpoint)
 exits with status 2 and one `error:` line, never a traceback.
+
+The encoder trainer runs by default; a run file picks another with `launch.trainer`
+(gin/runs/prompt_finetune.gin binds the T5 trainer `@train_seq2seq`).
 """
 
 import argparse
@@ -16,7 +19,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import gin
 
@@ -30,14 +33,28 @@ def register_configurables() -> None:
   """Makes the model classes bindable from gin (they are flax dataclasses); idempotent."""
   if "prompt_tuning_jax.EncoderClassifier" in gin.config._REGISTRY:  # pylint: disable=protected-access
     return
-  from prompt_tuning_jax import trainer  # pylint: disable=g-import-not-at-top,unused-import  (registers train)
-  from prompt_tuning_jax.models.classifier import EncoderClassifier  # pylint: disable=g-import-not-at-top
-  from prompt_tuning_jax.prompts import initializers  # pylint: disable=g-import-not-at-top,unused-import
-  from prompt_tuning_jax.prompts.deep import DeepPrompt  # pylint: disable=g-import-not-at-top
-  from prompt_tuning_jax.prompts.input import InputPrompt  # pylint: disable=g-import-not-at-top
-  from prompt_tuning_jax.prompts.ptuning import PTuningEncoder  # pylint: disable=g-import-not-at-top
-  for module_class in (EncoderClassifier, DeepPrompt, InputPrompt, PTuningEncoder):
+  # pylint: disable=g-import-not-at-top,unused-import
+  from prompt_tuning_jax import trainer  # registers train
+  from prompt_tuning_jax import t5_inference, t5_trainer  # register train_seq2seq, evaluate_prompt, infer_prompt
+  from prompt_tuning_jax.models import t5  # registers T5Config
+  from prompt_tuning_jax.models.classifier import EncoderClassifier
+  from prompt_tuning_jax.models.t5_prompted import PromptedT5
+  from prompt_tuning_jax.prompts import initializers
+  from prompt_tuning_jax.prompts.deep import DeepPrompt
+  from prompt_tuning_jax.prompts.input import InputPrompt
+  from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
+  # pylint: enable=g-import-not-at-top,unused-import
+  for module_class in (EncoderClassifier, PromptedT5, DeepPrompt, InputPrompt, PTuningEncoder):
     gin.external_configurable(module_class, module="prompt_tuning_jax")
+
+
+@gin.configurable
+def launch(trainer: Optional[Callable[[], object]] = None):
+  """Runs the configured trainer: `launch.trainer` (e.g. @train_seq2seq), by default the encoder trainer."""
+  if trainer is None:
+    from prompt_tuning_jax import trainer as encoder_trainer  # pylint: disable=g-import-not-at-top
+    trainer = encoder_trainer.train
+  return trainer()
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
@@ -93,20 +110,24 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
 USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyError, FloatingPointError)
 
 
-def main(argv: Sequence[str] = None) -> int:
+def run_cli(entry: Callable[[], object], argv: Sequence[str] = None) -> int:
+  """Parses t5x-style flags and gin, then calls `entry()`; known bad input -> status 2 and one line."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
     register_configurables()
-    from prompt_tuning_jax import trainer  # pylint: disable=g-import-not-at-top
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths.split(","))
-    trainer.train()
+    entry()
   except USER_ERRORS as e:
     message = str(e).strip().strip('"')
     print(f"error: {message}", file=sys.stderr)
     return 2
   return 0
+
+
+def main(argv: Sequence[str] = None) -> int:
+  return run_cli(launch, argv)
 
 
 if __name__ == "__main__":
