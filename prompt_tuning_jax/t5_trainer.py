@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import seqio
 
 from prompt_tuning_jax import export, loop, metrics, seq2seq, seq2seq_data, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
@@ -44,7 +45,10 @@ def configure(data_dir: Optional[str], sentencepiece_model: Optional[str], extra
 
 
 def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
-  """The task's possible targets (None when open-ended); errors for non-text-to-text tasks."""
+  """The task's possible targets (None when open-ended); errors for unknown and non-text-to-text tasks."""
+  if task_name not in seqio.TaskRegistry.names():
+    raise tasks.UnknownTaskError(f"unknown task {task_name!r}. Text-to-text tasks: "
+                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}. Set MIXTURE_OR_TASK_NAME to one.")
   task = tasks.get_task(task_name)
   if not {"inputs", "targets"} <= set(task.output_features):
     raise ValueError(f"task {task_name!r} is not text-to-text (it has features {sorted(task.output_features)}); "

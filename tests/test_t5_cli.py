@@ -92,3 +92,12 @@ def test_missing_prompt_file_is_one_error_line(capsys, tmp_path):
                               f"--gin.EVAL_OUTPUT_DIR='{tmp_path / 'eval'}'", TASK, *COMMON])
   assert code == 2
   assert f"error: PROMPT_FILE {tmp_path / 'none.safetensors'} does not exist" in capsys.readouterr().err
+
+
+def test_unknown_task_lists_the_text_to_text_tasks(capsys, tmp_path):
+  code = _run(train.main, [MODEL, "--gin_file=runs/prompt_finetune.gin", f"--gin.MODEL_DIR='{tmp_path}'",
+                           "--gin.MIXTURE_OR_TASK_NAME='rte_t5'", f"--gin.INITIAL_CHECKPOINT_PATH='{CHECKPOINT}'",
+                           "--gin.TRAIN_STEPS=1", *COMMON])
+  assert code == 2
+  assert "unknown task 'rte_t5'. Text-to-text tasks: super_glue_rte_v102, taskless_super_glue_rte_v102" in (
+      capsys.readouterr().err)
