@@ -150,15 +150,6 @@ class Evaluator:
     return scores, predictions
 
 
-def parameter_report(model: PromptedT5, params, trained) -> dict:
-  """Trainable count, its share of the backbone, and the tensor bytes of the export."""
-  n_trainable, n_backbone = trainable.count(trained), trainable.count(params["backbone"])
-  return {"trainable": n_trainable, "backbone": n_backbone, "total": trainable.count(params),
-          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone,
-          "trainable_tensors": sorted(trainable.flatten(trained)),
-          "export_tensor_bytes": int(sum(v.nbytes for v in exportable(model, jax.device_get(trained)).values()))}
-
-
 @gin.configurable
 def train_seq2seq(model_dir: str = gin.REQUIRED,
                   task_name: str = gin.REQUIRED,
@@ -221,7 +212,7 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
     params = export.restore_matching(params, init_trainable_from, PROMPT_PATTERNS)
     print(f"Initialised the prompt from {init_trainable_from}.")
   trained, frozen = trainable.split_params(params, trainable_patterns)
-  report = parameter_report(model, params, trained)
+  report = trainable.parameter_report(params, trained, exportable(model, jax.device_get(trained)))
   print(f"Task {task_name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples"
         f"{f'; targets {list(target_strings)}' if target_strings else ''}")
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "

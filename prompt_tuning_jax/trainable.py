@@ -46,3 +46,13 @@ def merge_params(trainable, frozen):
 
 def count(params) -> int:
   return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
+def parameter_report(params, trained, exported: Dict[str, np.ndarray]) -> dict:
+  """Trainable count, its share of the backbone, and the tensor bytes of `exported` (what
+  the export stores for `trained`, reparameterizations collapsed)."""
+  n_trainable, n_backbone = count(trained), count(params["backbone"])
+  return {"trainable": n_trainable, "backbone": n_backbone, "total": count(params),
+          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone,
+          "trainable_tensors": sorted(flatten(trained)),
+          "export_tensor_bytes": int(sum(np.asarray(v).nbytes for v in exported.values()))}

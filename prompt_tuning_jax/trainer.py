@@ -262,7 +262,7 @@ def train(model_dir: str = gin.REQUIRED,
     params = export.restore_matching(params, init_trainable_from, init_trainable_patterns)
     print(f"Initialised {list(init_trainable_patterns)} from {init_trainable_from}.")
   trained, frozen = trainable.split_params(params, trainable_patterns)
-  report = parameter_report(model, params, trained)
+  report = trainable.parameter_report(params, trained, exportable(model, jax.device_get(trained)))
   for name in dict.fromkeys([*names, *eval_names]):
     labels = f"; labels {list(tasks.info(name).label_names)}" if tasks.info(name).label_names else ""
     print(f"Task {name} ({tasks.info(name).family}): {sum(train_examples.task_ids == task_id(name)):,} "
@@ -316,15 +316,6 @@ def train(model_dir: str = gin.REQUIRED,
   (model_dir / "results.json").write_text(json.dumps(results, indent=1))
   print_summary(results, eval_split)
   return results
-
-
-def parameter_report(model: EncoderClassifier, params, trained) -> dict:
-  """Trainable count, its share of the backbone, and the tensor bytes of the export."""
-  n_trainable, n_backbone = trainable.count(trained), trainable.count(params["backbone"])
-  return {"trainable": n_trainable, "backbone": n_backbone, "total": trainable.count(params),
-          "share_of_backbone_percent": 100.0 * n_trainable / n_backbone,
-          "trainable_tensors": sorted(trainable.flatten(trained)),
-          "export_tensor_bytes": int(sum(v.nbytes for v in exportable(model, jax.device_get(trained)).values()))}
 
 
 def print_summary(results: dict, eval_split: str) -> None:
