@@ -32,8 +32,9 @@ def check_finite(pending_losses, first_step: int, checkpoints: Checkpoints) -> N
 
 
 def format_metrics(scalars: Dict[str, float]) -> str:
-  """'accuracy 83.37% loss 0.4012 ...': percentages for accuracies, 4 decimals for the rest."""
-  return " ".join(f"{k} {v:.2f}%" if k.endswith(("accuracy", "f1", "em")) else f"{k} {v:.4f}"
+  """'accuracy 83.37% loss 0.4012 ...': losses, norms and rates with 4 decimals; every other metric is
+  a percentage (accuracy, EM, F1, precision, recall, score)."""
+  return " ".join(f"{k} {v:.4f}" if k.endswith(("loss", "_norm", "per_second")) else f"{k} {v:.2f}%"
                   for k, v in scalars.items())
 
 
