@@ -20,9 +20,9 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss; nothing after the last good step was saved."""
 
 
-def check_finite(pending_losses, first_step: int, checkpoints: Checkpoints) -> None:
-  """Raises NonFiniteLossError naming the first step (first_step + i) whose loss is not finite."""
-  for i, loss in enumerate(jax.device_get(pending_losses)):
+def check_finite(losses, first_step: int, checkpoints: Checkpoints) -> None:
+  """Raises NonFiniteLossError naming the first step (first_step + i) whose host loss is not finite."""
+  for i, loss in enumerate(losses):
     if not math.isfinite(float(loss)):
       last = checkpoints.latest_step()
       kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
@@ -61,10 +61,13 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
     step += 1
     pending.append(step_metrics)
     at_eval = step % eval_period == 0 or step == train_steps
-    if stop_on_nonfinite and (at_eval or step % log_period == 0):
-      check_finite([m["loss"] for m in pending], step - len(pending) + 1, checkpoints)
-    if step % log_period == 0 or step == train_steps:
-      sums = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *pending))
+    at_log = step % log_period == 0 or step == train_steps
+    if at_eval or at_log:
+      fetched = jax.device_get(pending)  # One host transfer for the checks and the log.
+      if stop_on_nonfinite:
+        check_finite([m["loss"] for m in fetched], step - len(pending) + 1, checkpoints)
+    if at_log:
+      sums = jax.tree.map(lambda *xs: sum(xs), *fetched)
       loss = float(sums["loss"]) / len(pending)
       accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
       rates = progress.report(step, loss, accuracy, float(sums["tokens"]))

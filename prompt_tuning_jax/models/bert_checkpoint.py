@@ -8,7 +8,7 @@ are stored (out, in) by PyTorch and transposed into Flax kernels (in, out).
 import os
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 from flax import traverse_util
@@ -79,7 +79,7 @@ def hf_name_to_flax_path(name: str):
   return name, False  # Unknown: reported as unexpected.
 
 
-def _read_safetensors(model_dir: Path) -> Dict[str, np.ndarray]:
+def read_safetensors(model_dir: Path) -> Dict[str, np.ndarray]:
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   files = sorted(model_dir.glob("*.safetensors"))
   if not files:
@@ -105,14 +105,19 @@ def load_config(model_dir) -> BertConfig:
   return BertConfig.from_json(config_file)
 
 
-def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]]):
-  """Converts HF tensors to a flat {flax path: array} dict checked against `expected_shapes`.
+def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]],
+                       to_path: Callable[[str], Optional[Tuple[str, bool]]] = None, what: str = "Backbone",
+                       hints: Optional[Dict[str, str]] = None) -> Dict[str, np.ndarray]:
+  """Converts HF tensors to a flat {flax path: float32 array} checked against `expected_shapes`.
 
-  Raises CheckpointMismatchError listing missing, unexpected and mis-shaped weights.
+  to_path maps a tensor name to (path, transpose) or None (ignored); default: the BERT
+  rules. hints: path -> a line added to the error when that path is missing. Raises
+  CheckpointMismatchError listing missing, unexpected and mis-shaped weights.
   """
-  flat, unexpected, misshaped = {}, [], []
+  to_path = to_path or hf_name_to_flax_path
+  flat, unexpected, misshaped, misshaped_paths = {}, [], [], set()
   for name, value in tensors.items():
-    mapped = hf_name_to_flax_path(name)
+    mapped = to_path(name)
     if mapped is None:
       continue
     path, transpose = mapped
@@ -122,16 +127,26 @@ def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str
     value = value.T if transpose else value
     if tuple(value.shape) != tuple(expected_shapes[path]):
       misshaped.append(f"{name} -> {path}: checkpoint {tuple(value.shape)}, model {tuple(expected_shapes[path])}")
+      misshaped_paths.add(path)
       continue
     flat[path] = np.asarray(value, dtype=np.float32)
-  missing = sorted(set(expected_shapes) - set(flat) - {p.split(" -> ")[1].split(":")[0] for p in misshaped})
+  missing = sorted(set(expected_shapes) - set(flat) - misshaped_paths)
   if missing or unexpected or misshaped:
-    lines = ["Backbone checkpoint does not match the model:"]
+    lines = [f"{what} checkpoint does not match the model:"]
     for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("mis-shaped", misshaped)):
       if items:
         lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
+    lines += [hint for path, hint in (hints or {}).items() if path in missing]
     raise CheckpointMismatchError("\n".join(lines))
   return flat
+
+
+def param_shapes(module, *example_args) -> Dict[str, Tuple[int, ...]]:
+  """{'/'-joined path: shape} of module's parameters, computed without allocating weights."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  shapes = jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.key(0), *example_args)["params"]))
+  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
 
 
 def load_backbone(model_dir=None):
@@ -143,17 +158,14 @@ def load_backbone(model_dir=None):
   if not model_dir.is_dir():
     raise FileNotFoundError(f"Backbone directory {model_dir} does not exist.")
   config = load_config(model_dir)
-  tensors = _read_safetensors(model_dir)
+  tensors = read_safetensors(model_dir)
   flat = convert_state_dict(tensors, expected_param_shapes(config))
   return config, traverse_util.unflatten_dict(flat, sep="/")
 
 
 def expected_param_shapes(config: BertConfig) -> Dict[str, Tuple[int, ...]]:
   """{flax path: shape} of a BertEncoder, computed without allocating weights."""
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.models.bert import BertEncoder  # pylint: disable=g-import-not-at-top
   ids = jnp.zeros((1, 2), jnp.int32)
-  shapes = jax.eval_shape(lambda: nn.meta.unbox(BertEncoder(config).init(jax.random.key(0), ids, ids, ids)["params"]))
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+  return param_shapes(BertEncoder(config), ids, ids, ids)

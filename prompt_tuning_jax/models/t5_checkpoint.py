@@ -18,7 +18,8 @@ from typing import Dict, Tuple
 import numpy as np
 from flax import traverse_util
 
-from prompt_tuning_jax.models.bert_checkpoint import CheckpointMismatchError, _read_safetensors
+from prompt_tuning_jax.models import bert_checkpoint
+from prompt_tuning_jax.models.bert_checkpoint import CheckpointMismatchError
 from prompt_tuning_jax.models.t5 import T5Config
 
 __all__ = ["CheckpointMismatchError", "config_from_hf", "expected_param_shapes", "load_t5", "convert_state_dict"]
@@ -112,42 +113,16 @@ def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str
 
   Raises CheckpointMismatchError listing missing, unexpected and mis-shaped weights.
   """
-  flat, unexpected, misshaped, misshaped_paths = {}, [], [], set()
-  for name, value in tensors.items():
-    mapped = hf_name_to_t5x_path(name)
-    if mapped is None:
-      continue
-    path, transpose = mapped
-    if path not in expected_shapes:
-      unexpected.append(name)
-      continue
-    value = value.T if transpose else value
-    if tuple(value.shape) != tuple(expected_shapes[path]):
-      misshaped.append(f"{name} -> {path}: checkpoint {tuple(value.shape)}, model {tuple(expected_shapes[path])}")
-      misshaped_paths.add(path)
-      continue
-    flat[path] = np.asarray(value, dtype=np.float32)
-  missing = sorted(set(expected_shapes) - set(flat) - misshaped_paths)
-  if missing or unexpected or misshaped:
-    lines = ["T5 checkpoint does not match the model:"]
-    for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("mis-shaped", misshaped)):
-      if items:
-        lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-    if "decoder/logits_dense/kernel" in missing:
-      lines.append("  (no lm_head.weight: T5 1.1 keeps its output layer separate from shared.weight)")
-    raise CheckpointMismatchError("\n".join(lines))
-  return flat
+  return bert_checkpoint.convert_state_dict(tensors, expected_shapes, hf_name_to_t5x_path, what="T5", hints={
+      "decoder/logits_dense/kernel": "  (no lm_head.weight: T5 1.1 keeps its output layer separate from shared.weight)"})
 
 
 def expected_param_shapes(config: T5Config) -> Dict[str, Tuple[int, ...]]:
   """{t5x path: shape} of a T5, computed without allocating weights."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.models.t5 import T5  # pylint: disable=g-import-not-at-top
   ids = jnp.ones((1, 2), jnp.int32)
-  shapes = jax.eval_shape(lambda: nn.meta.unbox(T5(config).init(jax.random.key(0), ids, ids)["params"]))
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+  return bert_checkpoint.param_shapes(T5(config), ids, ids)
 
 
 def load_t5(model_dir):
@@ -159,5 +134,5 @@ def load_t5(model_dir):
   if not model_dir.is_dir():
     raise FileNotFoundError(f"T5 checkpoint directory {model_dir} does not exist.")
   config = load_config(model_dir)
-  flat = convert_state_dict(_read_safetensors(model_dir), expected_param_shapes(config))
+  flat = convert_state_dict(bert_checkpoint.read_safetensors(model_dir), expected_param_shapes(config))
   return config, traverse_util.unflatten_dict(flat, sep="/")

@@ -56,23 +56,24 @@ def boolq_row(row: dict, path: Path) -> dict:
           "label": _label(row, path, row["__line__"], _bool_label), "idx": _idx(row)}
 
 
-def cb_row(row: dict, path: Path, to_label=label_index(CB_LABELS)) -> dict:
-  premise, hypothesis = _get(row, path, row["__line__"], "premise", "hypothesis")
+def _entailment_row(row: dict, path: Path, to_label, fields=("premise", "hypothesis")) -> dict:
+  """A (premise, hypothesis) pair read from `fields`, in RTE form."""
+  premise, hypothesis = _get(row, path, row["__line__"], *fields)
   return {"premise": premise, "hypothesis": hypothesis, "text_a": premise, "text_b": hypothesis,
           "label": _label(row, path, row["__line__"], to_label), "idx": _idx(row)}
+
+
+def cb_row(row: dict, path: Path, to_label=label_index(CB_LABELS)) -> dict:
+  return _entailment_row(row, path, to_label)
 
 
 def ax_b_row(row: dict, path: Path, to_label=label_index(RTE_LABELS)) -> dict:
   """AX-b (sentence1, sentence2) in RTE form: premise, hypothesis."""
-  premise, hypothesis = _get(row, path, row["__line__"], "sentence1", "sentence2")
-  return {"premise": premise, "hypothesis": hypothesis, "text_a": premise, "text_b": hypothesis,
-          "label": _label(row, path, row["__line__"], to_label), "idx": _idx(row)}
+  return _entailment_row(row, path, to_label, ("sentence1", "sentence2"))
 
 
 def ax_g_row(row: dict, path: Path, to_label=label_index(RTE_LABELS)) -> dict:
-  premise, hypothesis = _get(row, path, row["__line__"], "premise", "hypothesis")
-  return {"premise": premise, "hypothesis": hypothesis, "text_a": premise, "text_b": hypothesis,
-          "label": _label(row, path, row["__line__"], to_label), "idx": _idx(row)}
+  return _entailment_row(row, path, to_label)
 
 
 def copa_row(row: dict, path: Path) -> dict:
