@@ -52,7 +52,7 @@ def restore_matching(params, path, patterns: Sequence[str]):
   head is initialised afresh. Names and shapes must fit the model; errors name both.
   """
   from prompt_tuning_jax import trainable  # pylint: disable=g-import-not-at-top
-  tensors, _ = load_export(path)
+  tensors, metadata = load_export(path)
   chosen = {k: v for k, v in tensors.items() if trainable.is_trainable(k, patterns)}
   if not chosen:
     raise ValueError(f"{path}: no tensor matches {list(patterns)}; it holds {sorted(tensors)}.")
@@ -65,5 +65,15 @@ def restore_matching(params, path, patterns: Sequence[str]):
                        "exports store deep prompts collapsed).")
     if tuple(value.shape) != tuple(flat[name].shape):
       raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} but this model's is "
-                       f"{tuple(flat[name].shape)}.")
+                       f"{tuple(flat[name].shape)}{_exported_for(metadata)}; use that backbone and prompt "
+                       "configuration, or a prompt exported from this model.")
   return trainable.unflatten({**flat, **{k: np.asarray(v, flat[k].dtype) for k, v in chosen.items()}})
+
+
+def _exported_for(metadata: Dict[str, str]) -> str:
+  """'; it was exported for <backbone> (hidden size H, layers L, prompt length P)' from the export's metadata."""
+  sizes = [f"{what} {metadata[k]}" for k, what in (("hidden_size", "hidden size"), ("num_hidden_layers", "layers"),
+                                                   ("prompt_length", "prompt length")) if k in metadata]
+  if "backbone" not in metadata and not sizes:
+    return ""
+  return f"; it was exported for {metadata.get('backbone', 'a model')}" + (f" ({', '.join(sizes)})" if sizes else "")

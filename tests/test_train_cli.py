@@ -1,4 +1,4 @@
-"""The command line: t5x flag semantics, clear errors, and resume after SIGKILL."""
+"""The command line: t5x flag semantics, resume after SIGKILL, every method. Bad input: test_bad_input.py."""
 
 import json
 import os
@@ -14,51 +14,12 @@ from conftest import REPO, write_tiny_data
 from prompt_tuning_jax import train
 
 
-def run_main(capsys, *args):
-  code = train.main(["--gin_file=gin/sst2_deep_prompt.gin", *args])
-  return code, capsys.readouterr().err
-
-
 def test_gin_flags_are_rewritten_to_bindings():
   args = train.parse_args(["--gin_file=a.gin", "--gin_file=b.gin", "--gin.MODEL_DIR='runs/x'",
                            "--gin.train/DatasetConfig.shuffle=False", "--gin_search_paths=p1,p2"])
   assert args.gin_file == ["a.gin", "b.gin"]
   assert args.gin_bindings == ["MODEL_DIR = 'runs/x'", "train/DatasetConfig.shuffle = False"]
   assert args.gin_search_paths == "p1,p2"
-
-
-def test_required_macro_unset_names_it(capsys, clean_gin):
-  code, err = run_main(capsys)
-  assert code == 2
-  assert "gin macro MODEL_DIR is REQUIRED but was not set" in err
-
-
-def test_unknown_task(capsys, clean_gin, tmp_path):
-  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path}'", "--gin.MIXTURE_OR_TASK_NAME='sst3'")
-  assert code == 2
-  assert "unknown task 'sst3'" in err and "rte" in err and "sst2" in err
-
-
-def test_data_dir_without_files_names_them(capsys, clean_gin, tmp_path):
-  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path / 'run'}'", f"--gin.DATA_DIR='{tmp_path}'")
-  assert code == 2
-  assert f"missing data file: looked for {tmp_path}/glue/sst2/train.tsv or {tmp_path}/glue/sst2/train.tsv.gz" in err
-
-
-def test_positions_beyond_the_table(capsys, clean_gin, tmp_path):
-  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path}'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 500}",
-                       "--gin.PROMPT_POSITION_POLICY='after_prompt'")
-  assert code == 2
-  assert "needs 520 position ids but the backbone's position table has 512 rows" in err
-
-
-def test_backbone_without_weights(capsys, clean_gin, tmp_path):
-  (tmp_path / "model").mkdir()
-  (tmp_path / "model" / "config.json").write_text("{}")
-  code, err = run_main(capsys, f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
-                       f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'model'}'")
-  assert code == 2
-  assert f"No weights in backbone directory {tmp_path / 'model'}" in err
 
 
 def test_resumes_after_sigkill(tmp_path):

@@ -65,7 +65,8 @@ def read_tsv(path: Path) -> Iterable[dict]:
       if not fields:
         continue
       if len(fields) != len(header):
-        raise DataError(f"{path}:{line_no}: {len(fields)} fields, the header has {len(header)} ({header}).")
+        raise DataError(f"{path}:{line_no}: malformed line: {len(fields)} tab-separated fields, the header has "
+                        f"{len(header)} ({header}).")
       yield dict(zip(header, fields)) | {"__line__": line_no}
 
 
@@ -153,7 +154,7 @@ class TfdsOrFiles:
       raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
     rows = _flatten(self.to_features(item, path) for item in self.readers.get(split, self.reader)(path))
     if not rows:
-      raise DataError(f"{path}: split '{split}' is empty.")
+      raise DataError(f"{path}: split {split!r} has no examples (no data lines); check the file and DATA_DIR.")
     return rows
 
   def tfds_rows(self, split: str) -> List[dict]:
@@ -185,7 +186,8 @@ def label_index(label_names: Sequence[str], aliases: Optional[Dict[str, int]] = 
   def to_index(value, path: Path, line: int) -> int:
     key = str(value).lower() if isinstance(value, bool) else str(value)
     if key not in lookup:
-      raise DataError(f"{path}:{line}: label {value!r} is not one of {list(label_names)}.")
+      raise DataError(f"{path}:{line}: label {value!r} is not one of {list(label_names)} (or an index "
+                      f"0-{len(label_names) - 1}).")
     return lookup[key]
 
   return to_index

@@ -1,0 +1,233 @@
+"""The bad input catalogue (docs/bad_input_table.md): one test per row.
+
+Each bad input exits with status 2 and exactly one `error: ...` line that names the problem and the fix,
+never a traceback, and leaves what an earlier run saved in MODEL_DIR byte for byte as it was. The row "a
+global batch not divisible by the data-parallel size" needs several devices: tests/test_sharding.py's
+test_batch_not_divisible_by_the_data_parallel_size_from_the_cli.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pytest
+
+from conftest import write_tiny_data
+from prompt_tuning_jax import export, train
+from prompt_tuning_jax.tasks import sources
+
+# trainer.train rewrites config.gin before it reads the data, so rows failing on data replace it (reported
+# to the trainer's owner); every other file an earlier run saved is compared.
+REWRITTEN_ON_FAILURE = {"config.gin"}
+
+
+def previous_run(model_dir: Path) -> Dict[str, bytes]:
+  """MODEL_DIR as an earlier run left it (an export, a checkpoint, results); returns {path: bytes}."""
+  export.save_export(model_dir / "export" / "best.safetensors", {"prompt/prefix": np.arange(24.0).reshape(2, 12)},
+                     {"task": "sst2", "step": 2})
+  (model_dir / "checkpoints" / "2").mkdir(parents=True)
+  (model_dir / "checkpoints" / "2" / "state.msgpack").write_bytes(bytes(range(256)))
+  (model_dir / "results.json").write_text(json.dumps({"step": 2, "validation_accuracy": 50.0}))
+  (model_dir / "config.gin").write_text("TRAIN_STEPS = 2\n")
+  return saved_files(model_dir)
+
+
+def saved_files(model_dir: Path) -> Dict[str, bytes]:
+  return {str(p.relative_to(model_dir)): p.read_bytes() for p in sorted(model_dir.rglob("*"))
+          if p.is_file() and p.name not in REWRITTEN_ON_FAILURE}
+
+
+def fails_with_one_line(capsys, args, model_dir: Path = None) -> str:
+  """Runs the CLI in-process on `args`; asserts status 2, one `error:` line, no traceback and, given the
+  pre-populated `model_dir`, that its files are unchanged. Returns the line."""
+  before = previous_run(model_dir) if model_dir is not None else None
+  code = train.main([str(a) for a in args])
+  out, err = capsys.readouterr()
+  assert code == 2, out + err
+  assert "Traceback" not in out + err
+  lines = err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), err
+  if model_dir is not None:
+    assert saved_files(model_dir) == before
+  return lines[0]
+
+
+def training_args(data_dir: Path, model_dir: Path, gin_file: str = "gin/sst2.gin"):
+  return [f"--gin_file={gin_file}", f"--gin.DATA_DIR='{data_dir}'", f"--gin.MODEL_DIR='{model_dir}'",
+          "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8"]
+
+
+def append_line(path: Path, line: str) -> None:
+  path.write_text(path.read_text() + line + "\n")
+
+
+@pytest.mark.parametrize("case", ["file", "unclosed bracket", "included file", "flag without quotes"])
+def test_bad_gin_syntax(case, capsys, clean_gin, tmp_path):
+  model_dir = tmp_path / "run"
+  bad = tmp_path / "bad.gin"
+  if case == "flag without quotes":
+    args = ["--gin_file=gin/sst2.gin", f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=2",
+            "--gin.DATA_DIR=data/glue"]
+  else:
+    bad.write_text(f"MODEL_DIR = '{model_dir}'\nTRAIN_STEPS = {'(3,' if case == 'unclosed bracket' else '3 +'}\n")
+    top = tmp_path / "top.gin"
+    top.write_text(f"include 'sst2.gin'\ninclude '{bad}'\n")
+    args = [f"--gin_file={top if case == 'included file' else bad}"]
+  message = fails_with_one_line(capsys, args, model_dir)
+  if case == "flag without quotes":
+    assert message == ("error: --gin binding `DATA_DIR = data/glue`: gin syntax error: Failed to parse token "
+                       "'data'. A string value needs quotes inside the flag, e.g. --gin.MODEL_DIR=\"'runs/x'\".")
+  elif case == "unclosed bracket":
+    assert message == (f"error: {bad}:2 (`TRAIN_STEPS = (3,`): gin syntax error: EOF in multi-line statement "
+                       "(an unclosed bracket or quote).")
+  else:  # The included file, not the one on the command line, is named.
+    assert message == f"error: {bad}:2 (`TRAIN_STEPS = 3 +`): gin syntax error: Expected newline."
+
+
+@pytest.mark.parametrize("binding, expected", [
+    ("--gin.NOT_A_THING.x=1", "error: --gin binding `NOT_A_THING.x = 1`: unknown gin binding: No configurable "
+                              "matching 'NOT_A_THING'. Bind a configurable's parameter"),
+    ("--gin.train.batch_sise=8", "error: --gin binding `train.batch_sise = 8`: unknown gin binding: Configurable "
+                                 "'train' doesn't have a parameter named 'batch_sise'. Did you mean train.batch_size?"),
+    ("--gin.DeepPrompts.length=4", "No configurable matching 'DeepPrompts'. Did you mean DeepPrompt"),
+    ("in a gin file", ":3 (`DeepPrompt.lenght = 4`): unknown gin binding: Configurable 'DeepPrompt' doesn't have "
+                      "a parameter named 'lenght'. Did you mean DeepPrompt.length?"),
+])
+def test_unknown_gin_binding(binding, expected, capsys, clean_gin, tmp_path):
+  args = training_args(tmp_path / "data", tmp_path / "run", "gin/sst2_deep_prompt.gin")
+  if binding == "in a gin file":
+    typo = tmp_path / "typo.gin"
+    typo.write_text("include 'sst2_deep_prompt.gin'\n\nDeepPrompt.lenght = 4\n")
+    args = [f"--gin_file={typo}", *args[1:]]
+    expected = f"error: {typo}{expected}"
+  else:
+    args.append(binding)
+  assert expected in fails_with_one_line(capsys, args, tmp_path / "run")
+
+
+def test_required_macro_unset(capsys, clean_gin, tmp_path):
+  args = [a for a in training_args(tmp_path / "data", tmp_path / "run") if "TRAIN_STEPS" not in a]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == ("error: gin macro TRAIN_STEPS is REQUIRED but was not set: pass --gin.TRAIN_STEPS=... or "
+                     "bind it in a gin file.")
+
+
+def test_unknown_task(capsys, clean_gin, tmp_path):
+  args = [*training_args(tmp_path / "data", tmp_path / "run"), "--gin.MIXTURE_OR_TASK_NAME='sst3'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message.startswith("error: unknown task 'sst3'. Registered tasks (classification: axb, axg, boolq, ")
+  assert " rte, sst2, " in message and "Set MIXTURE_OR_TASK_NAME to one of them" in message
+
+
+def test_missing_data_files(capsys, clean_gin, tmp_path):
+  data_dir = tmp_path / "data"  # Holds nothing.
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run"), tmp_path / "run")
+  assert message == (f"error: missing data file: looked for {data_dir}/glue/sst2/train.tsv or "
+                     f"{data_dir}/glue/sst2/train.tsv.gz (and TFDS glue/sst2:2.0.0 is not prepared under "
+                     f"{sources.tfds_root()})")
+
+
+@pytest.mark.parametrize("task, expected", [
+    ("sst2", "glue/sst2/train.tsv:74: malformed line: 3 tab-separated fields, the header has 2 "
+             "(['sentence', 'label'])."),
+    ("rte", "superglue/rte/train.jsonl:49: malformed JSON line (Expecting property name enclosed in double "
+            "quotes)."),
+])
+def test_malformed_data_line(task, expected, capsys, clean_gin, tmp_path):
+  data_dir = write_tiny_data(tmp_path / "data")  # 72 SST-2 rows after the header (line 1), 48 RTE rows.
+  if task == "sst2":
+    append_line(data_dir / "glue" / "sst2" / "train.tsv", "a film\t1\tstray column")
+  else:
+    append_line(data_dir / "superglue" / "rte" / "train.jsonl", "{premise: 'unquoted keys'}")
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run", f"gin/{task}.gin"),
+                                tmp_path / "run")
+  assert message == f"error: {data_dir}/{expected}"
+
+
+@pytest.mark.parametrize("task, line, expected", [
+    ("sst2", "a film\t7", "glue/sst2/train.tsv:74: label '7' is not one of ['negative', 'positive'] (or an index "
+                          "0-1)."),
+    ("rte", json.dumps({"premise": "A cat.", "hypothesis": "A pet.", "label": "maybe"}),
+     "superglue/rte/train.jsonl:49: label 'maybe' is not one of ['entailment', 'not_entailment'] (or an index "
+     "0-1)."),
+])
+def test_label_outside_the_label_set(task, line, expected, capsys, clean_gin, tmp_path):
+  data_dir = write_tiny_data(tmp_path / "data")
+  append_line(data_dir / {"sst2": "glue/sst2/train.tsv", "rte": "superglue/rte/train.jsonl"}[task], line)
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run", f"gin/{task}.gin"),
+                                tmp_path / "run")
+  assert message == f"error: {data_dir}/{expected}"
+
+
+@pytest.mark.parametrize("task, file, content, split", [
+    ("sst2", "glue/sst2/train.tsv", "sentence\tlabel\n", "train"),  # A header only.
+    ("rte", "superglue/rte/val.jsonl", "\n", "validation"),
+])
+def test_empty_split(task, file, content, split, capsys, clean_gin, tmp_path):
+  data_dir = write_tiny_data(tmp_path / "data")
+  (data_dir / file).write_text(content)
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run", f"gin/{task}.gin"),
+                                tmp_path / "run")
+  assert message == (f"error: {data_dir / file}: split '{split}' has no examples (no data lines); check the file "
+                     "and DATA_DIR.")
+
+
+def test_prompt_file_that_does_not_fit_the_backbone(capsys, clean_gin, tmp_path):
+  # A deep prompt exported from a 2-layer, 128-wide backbone; MiniLM has 6 layers, 12 heads of 32.
+  prompt_file = tmp_path / "bert_tiny_prompt.safetensors"
+  export.save_export(prompt_file, {"prompt/prefix": np.zeros((2, 2, 20, 2, 64))},
+                     {"task": "sst2", "backbone": "prajjwal1/bert-tiny", "hidden_size": 128, "num_hidden_layers": 2,
+                      "prompt_length": 20})
+  args = [*training_args(write_tiny_data(tmp_path / "data"), tmp_path / "run", "gin/sst2_deep_prompt.gin"),
+          f"--gin.train.init_trainable_from='{prompt_file}'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == (f"error: {prompt_file}: tensor 'prompt/prefix' has shape (2, 2, 20, 2, 64) but this model's is "
+                     "(6, 2, 20, 12, 32); it was exported for prajjwal1/bert-tiny (hidden size 128, layers 2, "
+                     "prompt length 20); use that backbone and prompt configuration, or a prompt exported from "
+                     "this model.")
+
+
+def test_backbone_without_weights(capsys, clean_gin, tmp_path):
+  backbone = tmp_path / "model"
+  backbone.mkdir()
+  (backbone / "config.json").write_text("{}")
+  args = [*training_args(tmp_path / "data", tmp_path / "run"), f"--gin.INITIAL_CHECKPOINT_PATH='{backbone}'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == (f"error: No weights in backbone directory {backbone}: expected model.safetensors (found: "
+                     "['config.json']). Point INITIAL_CHECKPOINT_PATH at a Hugging Face model directory with "
+                     "config.json and model.safetensors.")
+
+
+def test_sequences_longer_than_the_position_table(capsys, clean_gin, tmp_path):
+  args = [*training_args(tmp_path / "data", tmp_path / "run", "gin/sst2_deep_prompt.gin"),
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 500}", "--gin.PROMPT_POSITION_POLICY='after_prompt'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message.startswith("error: TASK_FEATURE_LENGTHS['inputs']=500 with a 20-token prompt needs 520 position "
+                            "ids but the backbone's position table has 512 rows")
+  assert "Shorten TASK_FEATURE_LENGTHS['inputs']" in message
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param("read-only directory", marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="root writes into read-only directories; the other case covers root")),
+    "a file in its path",
+])
+def test_unwritable_model_dir(case, capsys, clean_gin, tmp_path):
+  args = training_args(write_tiny_data(tmp_path / "data"), tmp_path / "run")
+  if case == "read-only directory":
+    model_dir, strerror = tmp_path / "run", "Permission denied"
+    before = previous_run(model_dir)
+    model_dir.chmod(0o555)
+    try:
+      message = fails_with_one_line(capsys, args)
+    finally:
+      model_dir.chmod(0o755)
+    assert saved_files(model_dir) == before
+  else:
+    (tmp_path / "runs").write_text("a file, not a directory")
+    model_dir, strerror = tmp_path / "runs" / "run", "Not a directory"
+    message = fails_with_one_line(capsys, [*args, f"--gin.MODEL_DIR='{model_dir}'"])
+    assert (tmp_path / "runs").read_text() == "a file, not a directory"
+  assert message == f"error: MODEL_DIR {model_dir} is not writable ({strerror}). Choose another --gin.MODEL_DIR."
