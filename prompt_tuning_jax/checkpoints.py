@@ -1,8 +1,10 @@
 """Orbax checkpoints of the training state: step, trainable parameters, optimizer state.
 
 Frozen backbone weights are never written: they come from INITIAL_CHECKPOINT_PATH.
-`extra` holds small JSON facts the loop needs to resume (best metric so far, data
-position = the step, since batches are a pure function of (seed, step)).
+`extra` holds small JSON facts the loop needs to resume: the best metric so far and the
+data iterator's state ({"data": {"seed", "batch_size", "examples", "position"}}, position =
+the next batch's index; batches are a pure function of (seed, position)), which
+loop.resume checks against the run's before continuing from it.
 
 Writes are atomic: Orbax writes into a temporary directory and renames it to
 checkpoints/<step> when complete, so a killed run leaves no half checkpoint under a

@@ -196,6 +196,12 @@ class TrainBatches:
       self._epoch, self._batches = epoch, self.epoch_batches(epoch)
     return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
 
+  def state_dict(self, position: int) -> Dict[str, int]:
+    """The iterator state a checkpoint records, `position` being the index of the next batch: batches from
+    batch(position) on are those an uninterrupted run sees when seed, batch size and examples match."""
+    return {"seed": int(self.seed), "batch_size": int(self.batch_size), "examples": len(self.examples),
+            "position": int(position)}
+
 
 def eval_order(examples: Examples) -> np.ndarray:
   """Example indices by length, so eval batches carry little padding."""

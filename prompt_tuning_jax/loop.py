@@ -2,33 +2,96 @@
 
 A trainer supplies a jitted `train_step(state, frozen, batch, rng) -> (state, metrics)`
 whose metrics hold sums-able scalars "loss", "correct", "count", "tokens" and
-"grad_norm", a batch source that is a pure function of the step, `evaluate(trainable)
+"grad_norm", a batch source that is a pure function of the batch position, `evaluate(trainable)
 -> metrics` (with the selection metric under `best_metric`) and `export(step, trainable,
 metrics)`. Metrics stay on device between log periods: one host transfer per log.
+
+Exact resume: each checkpoint's `extra` records the data iterator's state under "data"
+(`data_state(position)`: seed, batch size, number of examples and the position of the next
+batch). `resume` restores the latest checkpoint, refuses one written over a different batch
+order, and `run` continues from the recorded position; the dropout rng is folded with the
+restored step. A run killed after a checkpoint and resumed therefore replays exactly the
+steps an uninterrupted run takes.
+
+Numerical faults: by default a non-finite loss stops training (NonFiniteLossError) before
+anything after it is evaluated, exported or checkpointed. With an optimizer wrapped by
+`train_step.skip_nonfinite(tx, N)` and `max_consecutive_skips=N`, updates whose gradients are
+not finite are skipped and reported instead; more than N in a row stop training the same way.
 """
 
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, Progress
+from prompt_tuning_jax.train_step import nonfinite_counts
+
+# What a user changes to get each recorded data setting back.
+_DATA_SETTINGS = {"seed": "RANDOM_SEED", "batch_size": "BATCH_SIZE", "examples": "the training data"}
 
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss; nothing after the last good step was saved."""
 
 
+class DataPositionMismatchError(ValueError):
+  """The checkpoint to resume was written over a different batch order (seed, batch size or examples)."""
+
+
+def _kept(checkpoints: Checkpoints) -> str:
+  last = checkpoints.latest_step()
+  return f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
+
+
 def check_finite(losses, first_step: int, checkpoints: Checkpoints) -> None:
   """Raises NonFiniteLossError naming the first step (first_step + i) whose host loss is not finite."""
   for i, loss in enumerate(losses):
     if not math.isfinite(float(loss)):
-      last = checkpoints.latest_step()
-      kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
       raise NonFiniteLossError(
-          f"the training loss is {float(loss)} at step {first_step + i}; training stopped and {kept}. Lower "
-          "LEARNING_RATE.")
+          f"the training loss is {float(loss)} at step {first_step + i}; training stopped and {_kept(checkpoints)}. "
+          "Lower LEARNING_RATE, or skip such updates with --gin.train.skip_nonfinite_updates=True "
+          "(train_seq2seq.skip_nonfinite_updates for T5).")
+
+
+def check_skips(counts: Sequence[Dict[str, int]], first_step: int, max_consecutive: int,
+                checkpoints: Checkpoints) -> List[int]:
+  """The steps (first_step + i) whose non-finite update the optimizer skipped; raises NonFiniteLossError
+  at the first step past `max_consecutive` in a row, where optax.apply_if_finite gives up and applies it."""
+  for i, count in enumerate(counts):
+    consecutive, step = int(count["consecutive"]), first_step + i
+    if consecutive > max_consecutive:
+      raise NonFiniteLossError(
+          f"the gradients were not finite for {consecutive} steps in a row (steps {step - consecutive + 1} to "
+          f"{step}), more than max_consecutive_nonfinite={max_consecutive}; training stopped and "
+          f"{_kept(checkpoints)}. Lower LEARNING_RATE or check the batches of those steps.")
+  return [first_step + i for i, count in enumerate(counts) if int(count["consecutive"]) > 0]
+
+
+def resume(checkpoints: Checkpoints, state, extra: dict, data_state: Callable[[int], dict]) -> Tuple[object, dict]:
+  """(state, extra) from the latest checkpoint, or as given when there is none.
+
+  The checkpoint's recorded data state must match `data_state` (the run's seed, batch size and
+  examples) or DataPositionMismatchError names both values and the fix; its position is where
+  `run` resumes the batches. Checkpoints that predate the record resume at their step.
+  """
+  if checkpoints.latest_step() is None:
+    return state, extra
+  state, restored = checkpoints.restore(state)
+  step = int(state.step)
+  saved = restored.get("data") or data_state(step)
+  current = data_state(int(saved["position"]))
+  changed = [k for k in current if k != "position" and k in saved and saved[k] != current[k]]
+  if changed:
+    differences = "; ".join(f"{k} {saved[k]} there, {current[k]} here ({_DATA_SETTINGS.get(k, k)})" for k in changed)
+    raise DataPositionMismatchError(
+        f"checkpoint {checkpoints.directory / str(step)} was written over a different batch order: {differences}. "
+        "Resuming would not train on the batches the run would have seen. Start the new run in another MODEL_DIR, "
+        "or set these back to the checkpoint's values.")
+  print(f"Restored checkpoint {checkpoints.directory / str(step)} (step {step}); batches resume at position "
+        f"{saved['position']}.", flush=True)
+  return state, {**extra, **restored, "data": saved}
 
 
 def format_metrics(scalars: Dict[str, float]) -> str:
@@ -42,47 +105,66 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
         train_steps: int, eval_period: int, log_period: int, evaluate: Callable[[object], Dict[str, float]],
         export: Callable[[int, object, Dict[str, float]], None], checkpoints: Checkpoints, writer: MetricWriter,
         extra: dict, eval_split: str = "validation", best_metric: str = "accuracy",
-        stop_on_nonfinite: bool = True, skips_nonfinite: bool = False
-        ) -> Tuple[object, Optional[Dict[str, float]], dict]:
+        data_state: Callable[[int], dict] = lambda position: {"position": position},
+        max_consecutive_skips: Optional[int] = None) -> Tuple[object, Optional[Dict[str, float]], dict]:
   """Trains from state.step to train_steps. Returns (state, last eval metrics or None, extra),
-  extra = {"best_<metric>", "best_step"} as restored from and saved into checkpoints.
+  extra = {"best_<metric>", "best_step", "data"} as restored from (`resume`) and saved into checkpoints.
 
-  A non-finite loss raises NonFiniteLossError before anything after it is evaluated,
-  exported or checkpointed (losses are checked at each log and before each save),
-  unless the optimizer skips such updates (skips_nonfinite, e.g. optax.apply_if_finite).
+  Batches come from batch_at(position), position starting at extra["data"]["position"] (else the
+  step); each checkpoint records data_state(next position). A non-finite loss raises
+  NonFiniteLossError before anything after it is evaluated, exported or checkpointed (losses
+  are checked at each log and before each save), unless `max_consecutive_skips` is set: the
+  optimizer is then train_step.skip_nonfinite(tx, max_consecutive_skips), skipped updates are
+  printed and counted in the train metrics ("skipped_updates", in all) and left out of the
+  period's averages, and only more than that many in a row stop training.
   """
   best_key = f"best_{best_metric}"
-  stop_on_nonfinite = stop_on_nonfinite and not skips_nonfinite
+  skipping = max_consecutive_skips is not None
+  if skipping and nonfinite_counts(state.opt_state) is None:
+    raise ValueError("max_consecutive_skips needs an optimizer wrapped by train_step.skip_nonfinite.")
   step = int(state.step)
+  position = int((extra.get("data") or {}).get("position", step))
   progress = Progress(step, train_steps)
   pending, last_eval = [], None
   while step < train_steps:
-    state, step_metrics = train_step(state, frozen, batch_at(step), rng)
-    step += 1
-    pending.append(step_metrics)
+    state, step_metrics = train_step(state, frozen, batch_at(position), rng)
+    step, position = step + 1, position + 1
+    # Copies of the optimizer's counters: the state's own buffers are donated to the next step.
+    pending.append((step_metrics, nonfinite_counts(state.opt_state) if skipping else None))
     at_eval = step % eval_period == 0 or step == train_steps
     at_log = step % log_period == 0 or step == train_steps
     if at_eval or at_log:
-      fetched = jax.device_get(pending)  # One host transfer for the checks and the log.
-      if stop_on_nonfinite:
-        check_finite([m["loss"] for m in fetched], step - len(pending) + 1, checkpoints)
+      fetched, counts = zip(*jax.device_get(pending))  # One host transfer for the checks and the log.
+      first = step - len(pending) + 1
+      if skipping:
+        skipped = check_skips(counts, first, max_consecutive_skips, checkpoints)
+      else:
+        check_finite([m["loss"] for m in fetched], first, checkpoints)
     if at_log:
-      sums = jax.tree.map(lambda *xs: sum(xs), *fetched)
-      loss = float(sums["loss"]) / len(pending)
+      applied = fetched
+      if skipping:
+        applied = [m for s, m in enumerate(fetched, first) if s not in skipped] or fetched
+        if skipped:
+          print(f"  non-finite gradients: skipped the updates of steps {skipped} ({int(counts[-1]['total'])} "
+                "skipped in all)", flush=True)
+      sums = jax.tree.map(lambda *xs: sum(xs), *applied)
+      loss = float(sums["loss"]) / len(applied)
       accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
       rates = progress.report(step, loss, accuracy, float(sums["tokens"]))
       writer.write("train", step, {"loss": loss, "accuracy": accuracy,
-                                   "grad_norm": float(sums["grad_norm"]) / len(pending), **rates})
+                                   "grad_norm": float(sums["grad_norm"]) / len(applied), **rates,
+                                   **({"skipped_updates": int(counts[-1]["total"])} if skipping else {})})
       pending = []
     if at_eval:
       last_eval = evaluate(state.trainable)
       writer.write(eval_split, step, last_eval)
       improved = extra.get(best_key) is None or last_eval[best_metric] > extra[best_key]
       if improved:
-        extra = {best_key: last_eval[best_metric], "best_step": step}
+        extra = {**extra, best_key: last_eval[best_metric], "best_step": step}
         export(step, jax.device_get(state.trainable), last_eval)
       print(f"  {eval_split} at step {step}: {format_metrics(last_eval)}{' (best, exported)' if improved else ''}",
             flush=True)
+      extra = {**extra, "data": data_state(position)}
       checkpoints.save(state, extra, score=last_eval[best_metric])
       progress.restart_clock(step)
   return state, last_eval, extra

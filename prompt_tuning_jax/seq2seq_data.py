@@ -101,6 +101,10 @@ class TrainBatches:
       self._epoch, self._batches = epoch, self._order.epoch_batches(epoch)
     return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
 
+  def state_dict(self, position: int) -> Dict[str, int]:
+    """The iterator state a checkpoint records (data.TrainBatches.state_dict: the order is that one's)."""
+    return self._order.state_dict(position)
+
 
 def eval_batches(examples: TextExamples, batch_size: int,
                  feature_lengths: Mapping[str, int]) -> Iterator[tuple]:

@@ -29,7 +29,7 @@ from prompt_tuning_jax.models import t5x_checkpoint
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
 from prompt_tuning_jax.tasks import text_to_text
-from prompt_tuning_jax.train_step import TrainState, adafactor
+from prompt_tuning_jax.train_step import TrainState, adafactor, skip_nonfinite
 from prompt_tuning_jax.trainer import init_params, prepare_model_dir
 from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
@@ -175,7 +175,9 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
                   train_split: str = "train",
                   eval_split: str = "validation",
                   beam_size: int = 1,
-                  init_trainable_from: Optional[str] = None) -> dict:
+                  init_trainable_from: Optional[str] = None,
+                  skip_nonfinite_updates: bool = False,
+                  max_consecutive_nonfinite: int = 5) -> dict:
   """Trains the prompt of `model` on the text-to-text task `task_name`; returns results.json's dict.
 
   Args:
@@ -195,13 +197,17 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
     eval_period: evaluate, checkpoint and maybe export every this many steps (and at the end).
     beam_size: 1 = greedy decoding at evaluation, > 1 = beam search.
     init_trainable_from: an export whose prompt replaces the fresh one (prompt transfer).
+    skip_nonfinite_updates: skip updates whose gradients are NaN or infinite (optax.apply_if_finite: prompt,
+      optimizer state and schedule unchanged; counted in metrics.jsonl's skipped_updates) instead of stopping.
+    max_consecutive_nonfinite: with skip_nonfinite_updates, more than this many in a row stop training (the last
+      good checkpoint stays).
   """
   started = time.perf_counter()
   model_dir = prepare_model_dir(model_dir)
   configure(data_dir, sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
   check_vocabulary(model)
-  tx = optimizer or adafactor()
+  tx = skip_nonfinite(optimizer or adafactor(), max_consecutive_nonfinite if skip_nonfinite_updates else None)
   (model_dir / "config.gin").write_text(gin.operative_config_str())
 
   train_examples = seq2seq_data.load_text_examples(task_name, train_split, feature_lengths)
@@ -222,9 +228,7 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
   extra = {"best_accuracy": None, "best_step": None}
-  if checkpoints.latest_step() is not None:
-    state, extra = checkpoints.restore(state)
-    print(f"Restored checkpoint {checkpoints.directory / str(int(state.step))} (step {int(state.step)}).", flush=True)
+  state, extra = loop.resume(checkpoints, state, extra, batches.state_dict)
 
   train_step = jax.jit(seq2seq.make_train_step(model, tx, z_loss, loss_normalizing_factor), donate_argnums=0)
   evaluator = Evaluator(model, task_name, eval_examples, feature_lengths, eval_batch_size or batch_size,
@@ -239,7 +243,8 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   state, last_eval, extra = loop.run(
       state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
       train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
-      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split)
+      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, data_state=batches.state_dict,
+      max_consecutive_skips=max_consecutive_nonfinite if skip_nonfinite_updates else None)
   checkpoints.close()
   writer.close()
 

@@ -5,7 +5,7 @@ parameters are a separate, non-donated argument, so they get no gradient, no
 optimizer state and are never written.
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import gin
 import jax
@@ -39,6 +39,31 @@ def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_
   """t5x / Lester prompt-tuning Adafactor: constant lr, no parameter scaling."""
   return optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
                          clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
+
+
+def skip_nonfinite(tx: optax.GradientTransformation, max_consecutive: Optional[int]) -> optax.GradientTransformation:
+  """`tx` as is (max_consecutive None), or skipping updates whose gradients hold a NaN or an infinity.
+
+  optax.apply_if_finite: a skipped update leaves the parameters and the inner optimizer state (its step
+  count, so the learning-rate schedule, included) unchanged; the batch is not retried. After
+  `max_consecutive` skipped updates in a row it gives up and applies the next non-finite one, which
+  `loop.run` reports as an error before anything after it is evaluated or saved (`nonfinite_counts`).
+  """
+  if max_consecutive is None:
+    return tx
+  if max_consecutive < 1:
+    raise ValueError(f"max_consecutive_nonfinite must be >= 1 to skip non-finite updates, got {max_consecutive}.")
+  return optax.apply_if_finite(tx, max_consecutive_errors=max_consecutive)
+
+
+def nonfinite_counts(opt_state) -> Optional[Dict[str, jax.Array]]:
+  """{'consecutive', 'total'} non-finite updates seen by a `skip_nonfinite` optimizer (fresh device scalars,
+  safe to keep after the state is donated), or None when the optimizer does not skip."""
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ApplyIfFiniteState))
+           if isinstance(s, optax.ApplyIfFiniteState)]
+  if not found:
+    return None
+  return {"consecutive": jnp.copy(found[0].notfinite_count), "total": jnp.copy(found[0].total_notfinite)}
 
 
 def for_ensemble(batch, size: int):

@@ -27,7 +27,7 @@ from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
 from prompt_tuning_jax.prompts.input import InputPrompt
-from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step
+from prompt_tuning_jax.train_step import TrainState, adamw, make_eval_step, make_train_step, skip_nonfinite
 
 MULTITASK_PROMPTS = ("shared", "per_task")
 
@@ -202,6 +202,8 @@ def train(model_dir: str = gin.REQUIRED,
           ensemble_size: int = 1,
           init_trainable_from: Optional[str] = None,
           init_trainable_patterns: Sequence[str] = (r"prompt/.*",),
+          skip_nonfinite_updates: bool = False,
+          max_consecutive_nonfinite: int = 5,
           eval_task_name: Optional[str] = None) -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
@@ -225,6 +227,10 @@ def train(model_dir: str = gin.REQUIRED,
     init_trainable_from: an export (.safetensors) whose tensors matching
       init_trainable_patterns replace the fresh initialisation (MPT-2: a task's prompt
       starts from a multi-task run's shared prompt).
+    skip_nonfinite_updates: skip updates whose gradients are NaN or infinite (optax.apply_if_finite: parameters,
+      optimizer state and schedule unchanged; counted in metrics.jsonl's skipped_updates) instead of stopping.
+    max_consecutive_nonfinite: with skip_nonfinite_updates, more than this many in a row stop training (the last
+      good checkpoint stays).
     eval_task_name: evaluate on this task or mixture instead (same family and labels; e.g. 'axb' with
       eval_split='test' after training on 'rte').
   """
@@ -248,7 +254,8 @@ def train(model_dir: str = gin.REQUIRED,
   check_position_table(config, model.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {model.prompt_length()}-token "
                             "prompt")
-  tx = optimizer or adamw(train_steps=train_steps)
+  tx = skip_nonfinite(optimizer or adamw(train_steps=train_steps),
+                      max_consecutive_nonfinite if skip_nonfinite_updates else None)
   (model_dir / "config.gin").write_text(gin.operative_config_str())
 
   task_id = lambda name: names.index(name) if name in names else 0
@@ -275,9 +282,7 @@ def train(model_dir: str = gin.REQUIRED,
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
   extra = {f"best_{key}": None, "best_step": None}
-  if checkpoints.latest_step() is not None:
-    state, extra = checkpoints.restore(state)
-    print(f"Restored checkpoint {checkpoints.directory / str(int(state.step))} (step {int(state.step)}).", flush=True)
+  state, extra = loop.resume(checkpoints, state, extra, batches.state_dict)
 
   train_step = jax.jit(make_train_step(model.apply, tx, ensemble_size, model.head_kind), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(model.apply, ensemble_size))
@@ -295,7 +300,9 @@ def train(model_dir: str = gin.REQUIRED,
   state, last_eval, extra = loop.run(
       state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
       train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
-      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, best_metric=key)
+      checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, best_metric=key,
+      data_state=batches.state_dict,
+      max_consecutive_skips=max_consecutive_nonfinite if skip_nonfinite_updates else None)
   step = int(state.step)
   checkpoints.close()
   writer.close()

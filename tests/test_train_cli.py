@@ -1,16 +1,10 @@
-"""The command line: t5x flag semantics, resume after SIGKILL, every method. Bad input: test_bad_input.py."""
+"""The command line: t5x flag semantics, every method. Bad input: test_bad_input.py; resume: test_resume.py."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_tiny_data
+from conftest import write_tiny_data
 from prompt_tuning_jax import train
 
 
@@ -20,33 +14,6 @@ def test_gin_flags_are_rewritten_to_bindings():
   assert args.gin_file == ["a.gin", "b.gin"]
   assert args.gin_bindings == ["MODEL_DIR = 'runs/x'", "train/DatasetConfig.shuffle = False"]
   assert args.gin_search_paths == "p1,p2"
-
-
-def test_resumes_after_sigkill(tmp_path):
-  data_dir, model_dir = write_tiny_data(tmp_path / "data"), tmp_path / "run"
-  command = [sys.executable, "-m", "prompt_tuning_jax.train", "--gin_file=gin/sst2_deep_prompt.gin",
-             f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'", "--gin.TRAIN_STEPS=60",
-             "--gin.EVAL_PERIOD=5", "--gin.BATCH_SIZE=8", "--gin.PROMPT_LENGTH=4"]
-  first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  deadline = time.time() + 240
-  while not (model_dir / "checkpoints" / "5").is_dir():
-    assert first.poll() is None, first.stdout.read()
-    assert time.time() < deadline, "no checkpoint within 240 s"
-    time.sleep(0.1)
-  os.kill(first.pid, signal.SIGKILL)
-  first.wait()
-  assert first.returncode == -signal.SIGKILL
-  saved = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
-  assert saved and saved[-1] < 60, saved
-
-  second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert second.returncode == 0, second.stdout + second.stderr
-  assert f"(step {saved[-1]})" in second.stdout and "Restored checkpoint" in second.stdout
-  assert f"step     {saved[-1] + 1:>2}/60" not in second.stdout  # No step is repeated...
-  results = json.loads((model_dir / "results.json").read_text())
-  assert results["step"] == 60  # ...and training ends at TRAIN_STEPS.
-  assert "TRAIN_STEPS = 60" in (model_dir / "config.gin").read_text()  # The operative config.
-  assert (model_dir / "export" / "best.safetensors").stat().st_size == results["export_bytes"]
 
 
 @pytest.mark.parametrize("method", ["deep_prompt", "prefix_tuning", "lester", "ptuning", "bitfit", "finetune"])
