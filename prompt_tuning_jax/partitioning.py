@@ -1,15 +1,25 @@
-"""Logical axis names and the rules mapping them onto a ('data', 'model') mesh.
+"""Logical axis names, the rules mapping them onto a ('data', 'model') mesh, and the
+Partitioner that places a training run on that mesh.
 
 Every parameter is created with `nn.with_logical_partitioning(init, AXES)` using the
 names below; the rules follow t5x. Prompt axes are always replicated: prompts are tiny
 and every device needs all of them.
+
+Multi-host: `initialize_distributed` calls `jax.distributed.initialize()` when the
+environment asks for it (JAX_COORDINATOR_ADDRESS, or a detected cluster with
+`Partitioner.distributed=True`). Every host computes the same global batch order (batches
+are a pure function of (seed, step)) and materialises only its own rows, which
+`Partitioner.global_batch` assembles into one global array.
 """
 
-from typing import Optional, Tuple
+import os
+from typing import Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
+import gin
 import jax
 import numpy as np
+import seqio
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "model")
@@ -98,3 +108,137 @@ def optimizer_state_shardings(init_fn, sharded_trainable, mesh: Mesh):
   state = jax.jit(init_fn)(sharded_trainable)
   return jax.tree.map(lambda x: x.sharding if isinstance(x.sharding, NamedSharding) and x.ndim else replicated,
                       state)
+
+
+def initialize_distributed(force: bool = False) -> None:
+  """jax.distributed.initialize() when JAX_COORDINATOR_ADDRESS is set (with JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID) or `force` (clusters jax detects itself: Cloud TPU, SLURM, Open MPI, Kubernetes)."""
+  if jax.distributed.is_initialized() or not (force or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+    return
+  env = {name: int(os.environ[var]) for name, var in (("num_processes", "JAX_NUM_PROCESSES"),
+                                                      ("process_id", "JAX_PROCESS_ID")) if var in os.environ}
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over TCP (tests, CPU pods).
+  jax.distributed.initialize(**env)
+
+
+def param_axes(model: nn.Module, *dummy_inputs) -> Dict[str, PartitionSpec]:
+  """'path/to/param' -> its logical PartitionSpec, from an abstract (no FLOPs, no memory) init of `model`."""
+  boxed = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs), jax.random.key(0))["params"]
+  return {"/".join(path): spec for path, spec in
+          _flatten(nn.get_partition_spec(boxed)).items()}
+
+
+def _flatten(tree, prefix=()) -> dict:
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flatten(sub, prefix + (key,)).items()}
+  return {prefix: tree}
+
+
+class CompiledByInputShape:
+  """A jitted function compiled ahead of time once per shape of its argument `key_arg` (a dict of
+  arrays, e.g. the batch: one compile per length bucket). Ahead-of-time compiling gives XLA's
+  memory analysis of the executable that actually runs, without a second compile."""
+
+  def __init__(self, jitted, key_arg: int):
+    self._jitted, self._key_arg, self._compiled = jitted, key_arg, {}
+
+  def compiled(self, *args):
+    key = tuple((k, tuple(v.shape)) for k, v in sorted(args[self._key_arg].items()))
+    if key not in self._compiled:
+      self._compiled[key] = self._jitted.lower(*args).compile()
+    return self._compiled[key]
+
+  def __call__(self, *args):
+    return self.compiled(*args)(*args)
+
+
+def _nbytes(tree) -> int:
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
+
+
+def _device_bytes(tree) -> int:
+  """Bytes of `tree` that live on the first device (its shards)."""
+  device = jax.devices()[0]
+  return int(sum(s.data.nbytes for x in jax.tree.leaves(tree) for s in x.addressable_shards if s.device == device))
+
+
+@gin.configurable
+class Partitioner:
+  """The ('data', 'model') mesh of a run and the shardings of its parameters, optimizer state and
+  batches; t5x's PjitPartitioner in small.
+
+  Attributes:
+    num_partitions: model-parallel size; the mesh is (devices // num_partitions, num_partitions).
+    mesh_shape: an explicit (data, model) shape; overrides num_partitions.
+    distributed: call jax.distributed.initialize() even without JAX_COORDINATOR_ADDRESS (cluster
+      auto-detection).
+  """
+
+  def __init__(self, num_partitions: int = 1, mesh_shape: Optional[Tuple[int, int]] = None,
+               distributed: bool = False, devices=None):
+    initialize_distributed(distributed)
+    self.mesh = make_mesh(num_partitions, None if mesh_shape is None else tuple(mesh_shape), devices)
+    self.replicated = NamedSharding(self.mesh, PartitionSpec())
+
+  @property
+  def data_size(self) -> int:
+    return self.mesh.shape["data"]
+
+  def shardings(self, tree, axes: Dict[str, PartitionSpec]):
+    """NamedShardings for a nested dict of parameters, by their 'a/b/c' paths in `axes`."""
+    def one(path, x):
+      spec = axes.get("/".join(k.key for k in path), PartitionSpec())
+      return param_shardings((spec, x.shape), self.mesh)
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+  def place(self, trainable, frozen, axes: Dict[str, PartitionSpec], init_opt_state: Callable):
+    """Puts trainable and frozen parameters on the mesh and creates the optimizer state there.
+    Returns (trainable, opt_state, frozen, (trainable_shardings, opt_state_shardings, frozen_shardings))."""
+    trainable_sh, frozen_sh = self.shardings(trainable, axes), self.shardings(frozen, axes)
+    trainable = jax.device_put(trainable, trainable_sh)
+    opt_sh = optimizer_state_shardings(init_opt_state, trainable, self.mesh)
+    opt_state = jax.jit(init_opt_state, out_shardings=opt_sh)(trainable)
+    return trainable, opt_state, jax.device_put(frozen, frozen_sh), (trainable_sh, opt_sh, frozen_sh)
+
+  def batch_sharding(self, global_batch_size: int) -> NamedSharding:
+    return batch_sharding(self.mesh, global_batch_size)
+
+  def shard_info(self) -> seqio.ShardInfo:
+    """This host's share of every global batch (seqio's convention: index of num_shards)."""
+    return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+
+  def global_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, jax.Array]:
+    """A global batch (identical on every host) -> global arrays split over 'data'; each host contributes
+    only its own rows (shard_info), so no host ever transfers another's."""
+    size = len(next(iter(batch.values())))
+    sharding, shard = self.batch_sharding(size), self.shard_info()
+    rows = slice(shard.index * size // shard.num_shards, (shard.index + 1) * size // shard.num_shards)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)[rows], v.shape)
+            for k, v in batch.items()}
+
+  def jit_train_step(self, train_step: Callable, state_sh, frozen_sh, global_batch_size: int):
+    """train_step(state, frozen, batch, rng) -> (state, metrics), jitted with in/out shardings and the
+    state donated, compiled ahead of time per batch shape."""
+    jitted = jax.jit(train_step, in_shardings=(state_sh, frozen_sh, self.batch_sharding(global_batch_size),
+                                               self.replicated),
+                     out_shardings=(state_sh, self.replicated), donate_argnums=0)
+    return CompiledByInputShape(jitted, key_arg=2)
+
+  def jit_eval_step(self, eval_step: Callable, trainable_sh, frozen_sh, global_batch_size: int):
+    """eval_step(trainable, frozen, batch) -> outputs, batch split over 'data', outputs replicated (every host
+    reads all of them); takes the host's global batch as numpy."""
+    jitted = jax.jit(eval_step, in_shardings=(trainable_sh, frozen_sh, self.batch_sharding(global_batch_size)),
+                     out_shardings=self.replicated)
+    return lambda trainable, frozen, batch: jitted(trainable, frozen, self.global_batch(batch))
+
+  def memory_report(self, state, frozen, compiled_step) -> Dict[str, float]:
+    """MiB of the frozen parameters, trainable parameters and optimizer state (total and on one
+    device) and XLA's estimate of the train step's temporaries (activations and gradients) per device."""
+    analysis = compiled_step.memory_analysis()
+    mib = lambda n: round(n / 2 ** 20, 2)
+    report = {"devices": len(jax.devices()), "mesh": dict(self.mesh.shape)}
+    for name, tree in (("frozen_parameters", frozen), ("trainable_parameters", state.trainable),
+                       ("optimizer_state", state.opt_state)):
+      report[f"{name}_mib"], report[f"{name}_per_device_mib"] = mib(_nbytes(tree)), mib(_device_bytes(tree))
+    report["step_temporaries_per_device_mib"] = mib(analysis.temp_size_in_bytes) if analysis else None
+    return report

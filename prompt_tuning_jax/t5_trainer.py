@@ -17,20 +17,19 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import seqio
 
-from prompt_tuning_jax import export, loop, metrics, seq2seq, seq2seq_data, tasks, trainable
+from prompt_tuning_jax import export, loop, metrics, partitioning, seq2seq, seq2seq_data, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models import t5x_checkpoint
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
 from prompt_tuning_jax.tasks import text_to_text
-from prompt_tuning_jax.train_step import TrainState, adafactor, skip_nonfinite
-from prompt_tuning_jax.trainer import init_params, prepare_model_dir
+from prompt_tuning_jax.train_step import adafactor, skip_nonfinite
+from prompt_tuning_jax.trainer import compile_train_step, init_params, place_state, prepare_model_dir
 from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 PROMPT_PATTERNS = (r"prompt/.*",)
@@ -201,14 +200,17 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
       optimizer state and schedule unchanged; counted in metrics.jsonl's skipped_updates) instead of stopping.
     max_consecutive_nonfinite: with skip_nonfinite_updates, more than this many in a row stop training (the last
       good checkpoint stays).
+
+  The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   started = time.perf_counter()
+  partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
+  partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
   model_dir = prepare_model_dir(model_dir)
   configure(data_dir, sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
   check_vocabulary(model)
   tx = skip_nonfinite(optimizer or adafactor(), max_consecutive_nonfinite if skip_nonfinite_updates else None)
-  (model_dir / "config.gin").write_text(gin.operative_config_str())
 
   train_examples = seq2seq_data.load_text_examples(task_name, train_split, feature_lengths)
   eval_examples = seq2seq_data.load_text_examples(task_name, eval_split, feature_lengths)
@@ -223,14 +225,19 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
         f"{f'; targets {list(target_strings)}' if target_strings else ''}")
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
         f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors)", flush=True)
+  # Written once the data and prompt file have loaded: a run that fails on them leaves an earlier
+  # run's config.gin as it was.
+  (model_dir / "config.gin").write_text(gin.operative_config_str())
   (model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
 
-  state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, (1, 8), trained, frozen, tx)
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
   extra = {"best_accuracy": None, "best_step": None}
   state, extra = loop.resume(checkpoints, state, extra, batches.state_dict)
 
-  train_step = jax.jit(seq2seq.make_train_step(model, tx, z_loss, loss_normalizing_factor), donate_argnums=0)
+  state, train_step = compile_train_step(partitioner, seq2seq.make_train_step(model, tx, z_loss,
+                                                                              loss_normalizing_factor),
+                                         state, frozen, state_sh, frozen_sh, batches, seed, model_dir)
   evaluator = Evaluator(model, task_name, eval_examples, feature_lengths, eval_batch_size or batch_size,
                         target_strings, beam_size)
   run_eval = lambda trained: evaluator(trained, frozen)[0]
@@ -241,7 +248,8 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   save_best = lambda step, trained, scores: export.save_export(
       export_path, exportable(model, trained), {**export_metadata, "step": step, "metric": scores})
   state, last_eval, extra = loop.run(
-      state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
+      state, train_step=train_step, frozen=frozen, rng=jax.random.key(seed),
+      batch_at=lambda step: partitioner.global_batch(batches.batch(step)),
       train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
       checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, data_state=batches.state_dict,
       max_consecutive_skips=max_consecutive_nonfinite if skip_nonfinite_updates else None)

@@ -16,12 +16,14 @@ The encoder trainer runs by default; a run file picks another with `launch.train
 """
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import io
 import os
 import re
 import sys
+import tempfile
 import tokenize
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -204,13 +206,34 @@ def one_line(error: BaseException) -> str:
   return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+@contextlib.contextmanager
+def native_logs_held_back():
+  """TensorFlow's native libraries write start-up lines (oneDNN, CUDA probing) straight to file descriptor 2
+  before any log level applies; hold them back so an error is the only line, and show them if loading fails."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    except BaseException:
+      os.dup2(saved, 2)
+      held.seek(0)
+      sys.stderr.write(held.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
 def run_cli(entry: Callable[[], object], argv: Sequence[str] = None) -> int:
   """Parses t5x-style flags and gin, then calls `entry()`; known bad input -> status 2 and one line."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
-    register_configurables()
+    with native_logs_held_back():
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
+      register_configurables()
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths.split(","))
     entry()
   except USER_ERRORS as e:

@@ -6,6 +6,7 @@ It writes under MODEL_DIR: config.gin, parameters.json, metrics.jsonl, tensorboa
 checkpoints/<step>/, export/best.safetensors and results.json.
 """
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import data, evaluation, export, families, loop, metrics, tasks, trainable
+from prompt_tuning_jax import data, evaluation, export, families, loop, metrics, partitioning, tasks, trainable
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models.bert import check_position_table
@@ -204,7 +205,8 @@ def train(model_dir: str = gin.REQUIRED,
           init_trainable_patterns: Sequence[str] = (r"prompt/.*",),
           skip_nonfinite_updates: bool = False,
           max_consecutive_nonfinite: int = 5,
-          eval_task_name: Optional[str] = None) -> dict:
+          eval_task_name: Optional[str] = None,
+          remat: bool = False) -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   Args:
@@ -233,8 +235,14 @@ def train(model_dir: str = gin.REQUIRED,
       good checkpoint stays).
     eval_task_name: evaluate on this task or mixture instead (same family and labels; e.g. 'axb' with
       eval_split='test' after training on 'rte').
+    remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory, ~1/3 more
+      compute).
+
+  The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   started = time.perf_counter()
+  partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
+  partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
   model_dir = prepare_model_dir(model_dir)
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
@@ -250,13 +258,13 @@ def train(model_dir: str = gin.REQUIRED,
   tasks.settings.set_data_dir(data_dir)
   tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
   config, backbone_params = load_backbone(backbone_path)
+  config = dataclasses.replace(config, remat=remat)
   model = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
   check_position_table(config, model.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {model.prompt_length()}-token "
                             "prompt")
   tx = skip_nonfinite(optimizer or adamw(train_steps=train_steps),
                       max_consecutive_nonfinite if skip_nonfinite_updates else None)
-  (model_dir / "config.gin").write_text(gin.operative_config_str())
 
   task_id = lambda name: names.index(name) if name in names else 0
   train_examples = data.concatenate([data.load_examples(name, train_split, max_length, task_id=task_id(name))
@@ -264,7 +272,8 @@ def train(model_dir: str = gin.REQUIRED,
   eval_sets = {name: data.load_examples(name, eval_split, max_length, task_id=task_id(name)) for name in eval_names}
   batches = data.TrainBatches(train_examples, batch_size, max_length, seed)
 
-  params = init_params(model, backbone_params, seed, input_shape=train_examples.input_ids[0][None].shape)
+  input_shape = train_examples.input_ids[0][None].shape
+  params = init_params(model, backbone_params, seed, input_shape=input_shape)
   if init_trainable_from:
     params = export.restore_matching(params, init_trainable_from, init_trainable_patterns)
     print(f"Initialised {list(init_trainable_patterns)} from {init_trainable_from}.")
@@ -277,15 +286,21 @@ def train(model_dir: str = gin.REQUIRED,
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
         f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors); exported artifact "
         f"{report['export_tensor_bytes']:,} bytes of tensors", flush=True)
+  # Written once the data and prompt file have loaded: a run that fails on them leaves an earlier
+  # run's config.gin as it was.
+  (model_dir / "config.gin").write_text(gin.operative_config_str())
   (model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
 
-  state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, input_shape, trained, frozen, tx)
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
   extra = {f"best_{key}": None, "best_step": None}
   state, extra = loop.resume(checkpoints, state, extra, batches.state_dict)
 
-  train_step = jax.jit(make_train_step(model.apply, tx, ensemble_size, model.head_kind), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(model.apply, ensemble_size))
+  state, train_step = compile_train_step(partitioner, make_train_step(model.apply, tx, ensemble_size,
+                                                                      model.head_kind),
+                                         state, frozen, state_sh, frozen_sh, batches, seed, model_dir)
+  eval_step = partitioner.jit_eval_step(make_eval_step(model.apply, ensemble_size), state_sh.trainable, frozen_sh,
+                                        eval_batch_size or batch_size)
   run_eval = lambda trained: evaluate_tasks(eval_step, trained, frozen, eval_sets, eval_batch_size or batch_size,
                                             max_length)
   writer = MetricWriter(model_dir)
@@ -298,7 +313,8 @@ def train(model_dir: str = gin.REQUIRED,
   save_best = lambda step, trained, scores: export.save_export(
       export_path, exportable(model, trained), {**export_metadata, "step": step, "metric": scores})
   state, last_eval, extra = loop.run(
-      state, train_step=train_step, frozen=frozen, batch_at=batches.batch, rng=jax.random.key(seed),
+      state, train_step=train_step, frozen=frozen, rng=jax.random.key(seed),
+      batch_at=lambda step: partitioner.global_batch(batches.batch(step)),
       train_steps=train_steps, eval_period=eval_period, log_period=log_period, evaluate=run_eval, export=save_best,
       checkpoints=checkpoints, writer=writer, extra=extra, eval_split=eval_split, best_metric=key,
       data_state=batches.state_dict,
@@ -323,6 +339,43 @@ def train(model_dir: str = gin.REQUIRED,
   (model_dir / "results.json").write_text(json.dumps(results, indent=1))
   print_summary(results, eval_split)
   return results
+
+
+def place_state(partitioner: partitioning.Partitioner, model: nn.Module, input_shape, trained, frozen,
+                tx: optax.GradientTransformation):
+  """A fresh TrainState and the frozen parameters placed on the partitioner's mesh by the parameters' logical
+  axes -> (state, frozen, state shardings, frozen shardings). input_shape: of the model's dummy ids."""
+  dummy = jnp.zeros(input_shape, jnp.int32)
+  trained, opt_state, frozen, (trained_sh, opt_sh, frozen_sh) = partitioner.place(
+      trained, frozen, partitioning.param_axes(model, dummy, dummy, dummy), tx.init)
+  state = TrainState(jax.device_put(jnp.zeros((), jnp.int32), partitioner.replicated), trained, opt_state)
+  return state, frozen, TrainState(partitioner.replicated, trained_sh, opt_sh), frozen_sh
+
+
+def compile_train_step(partitioner: partitioning.Partitioner, step_fn: Callable, state: TrainState, frozen, state_sh,
+                       frozen_sh, batches, seed: int, model_dir: Path):
+  """step_fn jitted on the mesh (state donated) and compiled for the batch at state.step, whose XLA memory
+  analysis goes into the printed memory report and MODEL_DIR/memory.json -> (state on its shardings, step)."""
+  state = jax.device_put(state, state_sh)  # A restored state, too, must have exactly the compiled shardings.
+  train_step = partitioner.jit_train_step(step_fn, state_sh, frozen_sh, batches.batch_size)
+  first_batch = partitioner.global_batch(batches.batch(int(state.step)))
+  memory = partitioner.memory_report(state, frozen, train_step.compiled(state, frozen, first_batch,
+                                                                          jax.random.key(seed)))
+  print_memory(memory)
+  (model_dir / "memory.json").write_text(json.dumps(memory, indent=1))
+  return state, train_step
+
+
+def print_memory(report: dict) -> None:
+  """One line: where the memory goes (totals; per device when the mesh splits them)."""
+  per_device = report["devices"] > 1
+  part = lambda name: (f"{report[f'{name}_mib']:,.1f} MiB" +
+                       (f" ({report[f'{name}_per_device_mib']:,.1f} per device)" if per_device else ""))
+  temporaries = report["step_temporaries_per_device_mib"]
+  print(f"Memory: frozen parameters {part('frozen_parameters')}, trainable {part('trainable_parameters')}, "
+        f"optimizer state {part('optimizer_state')}, train-step activations and gradients (XLA estimate) "
+        f"{'unknown' if temporaries is None else f'{temporaries:,.1f} MiB'}"
+        f"{' per device' if per_device else ''}; mesh {report['mesh']}", flush=True)
 
 
 def print_summary(results: dict, eval_split: str) -> None:

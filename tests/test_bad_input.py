@@ -18,11 +18,6 @@ from conftest import write_tiny_data
 from prompt_tuning_jax import export, train
 from prompt_tuning_jax.tasks import sources
 
-# trainer.train rewrites config.gin before it reads the data, so rows failing on data replace it (reported
-# to the trainer's owner); every other file an earlier run saved is compared.
-REWRITTEN_ON_FAILURE = {"config.gin"}
-
-
 def previous_run(model_dir: Path) -> Dict[str, bytes]:
   """MODEL_DIR as an earlier run left it (an export, a checkpoint, results); returns {path: bytes}."""
   export.save_export(model_dir / "export" / "best.safetensors", {"prompt/prefix": np.arange(24.0).reshape(2, 12)},
@@ -35,8 +30,7 @@ def previous_run(model_dir: Path) -> Dict[str, bytes]:
 
 
 def saved_files(model_dir: Path) -> Dict[str, bytes]:
-  return {str(p.relative_to(model_dir)): p.read_bytes() for p in sorted(model_dir.rglob("*"))
-          if p.is_file() and p.name not in REWRITTEN_ON_FAILURE}
+  return {str(p.relative_to(model_dir)): p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()}
 
 
 def fails_with_one_line(capsys, args, model_dir: Path = None) -> str:

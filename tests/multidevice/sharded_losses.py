@@ -1,10 +1,18 @@
-"""Prints the losses of 5 deep-prompt train steps on a tiny BERT, on one device and on
-('data', 'model') meshes. Run with XLA_FLAGS=--xla_force_host_platform_device_count=8
-(tests/test_sharding.py does); prints one JSON line {mesh: [losses], "seconds": {...}}."""
+"""Prints the losses of 5 train steps on one device and on ('data', 'model') meshes, for a tiny
+BERT with deep prompts and for the tiny T5 1.1 (tests/goldens/t5_tiny) with deep prompts on both
+stacks, placed and jitted by the trainers' own code (trainer.place_state, Partitioner).
 
+Run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/test_sharding.py does):
+  python tests/multidevice/sharded_losses.py [--models=bert,t5] [--distributed] 8x1 4x2 2x4
+prints one JSON line {"bert": {mesh: [losses]}, "t5": {...}, "seconds_per_step": {...}, "per_device_mib": {...}}.
+With --distributed it is one of several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)
+that together hold the mesh's devices; each feeds only its own rows of every batch; "single" is not run.
+"""
+
+import argparse
 import json
-import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -12,74 +20,92 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import partitioning, trainable
+from prompt_tuning_jax import partitioning, seq2seq, seq2seq_data, trainable
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
+from prompt_tuning_jax.models.t5_checkpoint import load_t5
+from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
-from prompt_tuning_jax.train_step import TrainState, make_train_step
+from prompt_tuning_jax.train_step import make_train_step
+from prompt_tuning_jax.trainer import init_params, place_state
 
+GOLDENS = Path(__file__).resolve().parents[1] / "goldens"
 CONFIG = BertConfig(vocab_size=130, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=128, max_position_embeddings=64)
 B, T, STEPS = 16, 12, 5
 
 
-def batches():
+def bert_case():
+  """(model, params, step_fn, batch): one batch, repeated, so the loss must fall."""
   rng = np.random.default_rng(0)
-  out = []
-  for _ in range(STEPS):
-    lengths = rng.integers(4, T + 1, B)
-    ids = np.where(np.arange(T) < lengths[:, None], rng.integers(1, CONFIG.vocab_size, (B, T)), 0).astype(np.int32)
-    out.append({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids != 0).astype(np.int32),
-                "labels": rng.integers(0, 2, B).astype(np.int32), "task_ids": np.zeros(B, np.int32),
-                "weights": np.ones(B, np.float32)})
-  return out
-
-
-def main(meshes):
+  lengths = rng.integers(4, T + 1, B)
+  ids = np.where(np.arange(T) < lengths[:, None], rng.integers(1, CONFIG.vocab_size, (B, T)), 0).astype(np.int32)
+  batch = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids != 0).astype(np.int32),
+           "labels": rng.integers(0, 2, B).astype(np.int32), "task_ids": np.zeros(B, np.int32),
+           "weights": np.ones(B, np.float32)}
   model = EncoderClassifier(config=CONFIG, num_labels=2, prompt=DeepPrompt(length=4, reparam_hidden=32))
   ids = jnp.ones((2, T), jnp.int32)
-  boxed = model.init(jax.random.key(0), ids, ids * 0, ids)["params"]
-  params = nn.meta.unbox(boxed)
-  trained, frozen = trainable.split_params(params, trainable.DEEP_PROMPT_PATTERNS)
-  axes = trainable.flatten(partitioning.logical_axes(boxed))
+  params = nn.meta.unbox(model.init(jax.random.key(0), ids, ids * 0, ids)["params"])
   tx = optax.adamw(1e-2)
-  step_fn = make_train_step(model.apply, tx)
-  data = batches()[:1] * STEPS  # One batch repeated: the loss must fall.
-  results, seconds = {}, {}
-  for shape in meshes:
-    fresh = jax.tree.map(jnp.array, trained)  # Copies: each run donates its state.
-    state = TrainState(jnp.zeros((), jnp.int32), fresh, tx.init(fresh))
-    if shape is None:
-      jitted, put_batch, run_frozen = jax.jit(step_fn, donate_argnums=0), (lambda b: b), frozen
-    else:
-      mesh = partitioning.make_mesh(mesh_shape=shape)
-      shardings = lambda tree: trainable.unflatten({
-          k: partitioning.param_shardings((axes[k], v.shape), mesh) for k, v in trainable.flatten(tree).items()})
-      trained_sh = shardings(trained)
-      run_frozen = jax.device_put(frozen, shardings(frozen))
-      sharded_trained = jax.device_put(fresh, trained_sh)
-      opt_sh = partitioning.optimizer_state_shardings(tx.init, sharded_trained, mesh)
-      opt_state = jax.device_put(tx.init(fresh), opt_sh)
-      replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-      state_sh = TrainState(replicated, trained_sh, opt_sh)
-      state = TrainState(jax.device_put(state.step, replicated), sharded_trained, opt_state)
-      batch_sh = partitioning.batch_sharding(mesh, B)
-      jitted = jax.jit(step_fn, in_shardings=(state_sh, shardings(frozen), batch_sh, replicated),
-                       out_shardings=(state_sh, replicated), donate_argnums=0)
-      put_batch = lambda b, s=batch_sh: jax.device_put(b, s)
-    losses = []
-    rng = jax.random.key(1)
-    for i, batch in enumerate(data):
-      if i == 1:
-        started = time.perf_counter()  # Steps after the compiling one.
-      state, metrics = jitted(state, run_frozen, put_batch(batch), rng)
-      losses.append(float(metrics["loss"]))
-    jax.block_until_ready(state)
-    key = "single" if shape is None else "x".join(map(str, shape))
-    results[key], seconds[key] = losses, (time.perf_counter() - started) / (STEPS - 1)
-  print(json.dumps({**results, "seconds_per_step": seconds}))
+  return model, params, trainable.DEEP_PROMPT_PATTERNS, tx, make_train_step(model.apply, tx), batch, (2, T)
+
+
+def t5_case():
+  config, backbone = load_t5(GOLDENS / "t5_tiny")
+  model = PromptedT5(config, DeepPrompt(length=3))
+  params = init_params(model, backbone, seed=0)
+  rng = np.random.default_rng(1)
+  inputs = np.where(np.arange(10) < rng.integers(3, 11, B)[:, None], rng.integers(2, 500, (B, 10)), 0)
+  targets = np.where(np.arange(4) < rng.integers(1, 5, B)[:, None], rng.integers(2, 500, (B, 4)), 0)
+  batch = {"encoder_input_tokens": inputs.astype(np.int32), "decoder_target_tokens": targets.astype(np.int32),
+           "decoder_input_tokens": seq2seq_data.shift_right(targets.astype(np.int32)),
+           "decoder_loss_weights": (targets > 0).astype(np.float32)}
+  tx = optax.adafactor(0.3, decay_rate=0.8, multiply_by_parameter_scale=False)
+  step_fn = seq2seq.make_train_step(model, tx, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+  return model, params, (r"prompt/.*",), tx, step_fn, batch, (1, 8)
+
+
+def run(case, shape):
+  """Losses of STEPS steps, seconds per step after the compiling one, MiB of frozen parameters on device 0."""
+  model, params, patterns, tx, step_fn, batch = case[:6]
+  trained, frozen = trainable.split_params(jax.tree.map(jnp.array, params), patterns)  # Copies: steps donate.
+  devices = jax.devices()[:1] if shape is None else None
+  partitioner = partitioning.Partitioner(mesh_shape=shape or (1, 1), devices=devices)
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, case[6], trained, frozen, tx)
+  train_step = partitioner.jit_train_step(step_fn, state_sh, frozen_sh, B)
+  global_batch, rng, losses = partitioner.global_batch(batch), jax.random.key(1), []
+  for i in range(STEPS):
+    if i == 1:
+      started = time.perf_counter()
+    state, metrics = train_step(state, frozen, global_batch, rng)
+    losses.append(float(metrics["loss"]))
+  jax.block_until_ready(state)
+  frozen_mib = sum(s.data.nbytes for x in jax.tree.leaves(frozen) for s in x.addressable_shards
+                   if s.device == jax.devices()[0]) / 2 ** 20
+  return losses, (time.perf_counter() - started) / (STEPS - 1), frozen_mib
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("meshes", nargs="*")
+  parser.add_argument("--models", default="bert,t5")
+  parser.add_argument("--distributed", action="store_true")
+  args = parser.parse_args()
+  meshes = [tuple(int(x) for x in m.split("x")) for m in args.meshes]
+  if args.distributed:
+    partitioning.initialize_distributed()
+  else:
+    meshes = [None] + meshes
+  cases = {"bert": bert_case, "t5": t5_case}
+  out = {"process": jax.process_index(), "seconds_per_step": {}, "per_device_mib": {}}
+  for name in args.models.split(","):
+    case, out[name] = cases[name](), {}
+    for shape in meshes:
+      key = "single" if shape is None else "x".join(map(str, shape))
+      out[name][key], seconds, mib = run(case, shape)
+      out["seconds_per_step"][f"{name}/{key}"], out["per_device_mib"][f"{name}/{key}"] = seconds, mib
+  print(json.dumps(out))
 
 
 if __name__ == "__main__":
-  meshes = [None] + [tuple(int(x) for x in m.split("x")) for m in sys.argv[1:]]
-  main(meshes)
+  main()
