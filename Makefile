@@ -9,6 +9,33 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test rte clean
 
+# make bench-quick (< 20 min) and make bench (every part, then docs/RESULTS.md); one part at a time with
+# bench-methods, bench-sequence, bench-ablations or bench-speed (each < 3 h on 2 CPU cores). A part is
+# resumable: rerunning it skips what results/bench_<part>.json already records. scripts/bench.py plan
+# prints each part's configurations and estimated time.
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+BENCH := $(PY) scripts/bench.py
+
+.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-report
+
+bench-install: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench-quick: bench-install
+	$(BENCH) quick
+
+bench-methods bench-sequence bench-ablations bench-speed: bench-%: bench-install
+	$(BENCH) $*
+
+bench: bench-methods bench-sequence bench-ablations bench-speed
+	$(BENCH) report
+
+bench-report: bench-install
+	$(BENCH) report
+
 install: $(STAMP)
 
 $(STAMP): setup.cfg constraints.txt

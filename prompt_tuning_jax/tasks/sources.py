@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from prompt_tuning_jax.tasks import settings
+from prompt_tuning_jax.tasks.splits import sliceable
 
 
 class DataError(ValueError):
@@ -109,6 +110,7 @@ def rows_to_dataset(rows: Sequence[Mapping], feature_types: Mapping[str, tf.DTyp
                                              for k, t in feature_types.items()})
 
 
+@sliceable  # Split names may be slices, 'train[:-1000]' (tasks/splits.py).
 @dataclasses.dataclass(frozen=True)
 class TfdsOrFiles:
   """A seqio dataset_fn reading TFDS `tfds_name` if prepared, else local files; both give the same rows.

@@ -1,0 +1,682 @@
+"""Regenerates docs/RESULTS.md and docs/plots/*.png from whatever results/bench_*.json exist.
+
+  python scripts/make_results_md.py [--results_dir=results] [--out=docs/RESULTS.md]
+
+Every number in the file comes from a record of results/bench_<part>.json (or results/bench_speed*.json),
+and every table is followed by the commands behind its numbers. Sections whose results file is missing
+say which make target produces it. Plots use matplotlib's Agg backend (no display needed).
+"""
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+PLOTS = "plots"  # under the output's directory
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading and formatting.
+
+
+def load_part(results_dir: Path, name: str) -> List[dict]:
+  path = results_dir / f"bench_{name}.json"
+  return json.loads(path.read_text())["runs"] if path.exists() else []
+
+
+def load_json(path: Path) -> Optional[dict]:
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt_ms(values: Sequence[float], digits: int = 1) -> str:
+  """'83.5 ± 0.4' (sample std over seeds), or '83.5 (1 seed)'."""
+  if not values:
+    return "–"
+  m, s = mean_std(values)
+  return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f} (1 seed)"
+
+
+def fmt_bytes(n: Optional[float]) -> str:
+  if n is None:
+    return "–"
+  for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    if n >= size:
+      return f"{n / size:.1f} {unit}"
+  return f"{int(n)} B"
+
+
+def fmt_seconds(s: Optional[float]) -> str:
+  if s is None:
+    return "–"
+  s = int(round(s))
+  return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def fmt_share(p: float) -> str:
+  return f"{p:.1f}%" if p >= 10 else f"{p:.3f}%" if p >= 0.01 else f"{p:.4f}%"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+  lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def commands_block(title: str, records: Sequence[dict], results_file: str) -> str:
+  """A collapsible list: record id -> its exact command (and what an evaluation-only run resumed)."""
+  if not records:
+    return ""
+  lines = [f"<details><summary>{title}: the command behind each number ({len(records)} runs, records in "
+           f"<code>{results_file}</code>)</summary>", ""]
+  for r in records:
+    value = f"{r['eval_split']} {r['metric']} {r['value']:.2f}"
+    lines.append(f"- `{r['id']}` ({value}, {fmt_seconds(r['wall_seconds'])}):")
+    lines.append(f"  `{r['command']}`")
+    if r.get("evaluated_from"):
+      lines.append(f"  (evaluation only: restores the final checkpoint of `{r['evaluated_from']['id']}`, listed here "
+                   "too, in its MODEL_DIR; in an empty MODEL_DIR the same command trains that model first)")
+  lines += ["", "</details>"]
+  return "\n".join(lines)
+
+
+def by(records: Sequence[dict], *keys: str) -> Dict[tuple, List[dict]]:
+  out: Dict[tuple, List[dict]] = {}
+  for r in records:
+    out.setdefault(tuple(r[k] for k in keys), []).append(r)
+  return out
+
+
+def not_run(target: str) -> str:
+  return f"_Not run yet: `make {target}`._\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plots.
+
+
+class Plots:
+  """Writes PNGs into <out dir>/plots and returns their Markdown image links."""
+
+  def __init__(self, out_dir: Path):
+    self.dir = out_dir / PLOTS
+    self.dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    self.plt = plt
+
+  def save(self, fig, name: str, alt: str) -> str:
+    fig.tight_layout()
+    fig.savefig(self.dir / name)
+    self.plt.close(fig)
+    return f"![{alt}]({PLOTS}/{name})\n"
+
+  def accuracy_vs_share(self, panels: Dict[str, List[Tuple[str, float, List[float]]]], baselines: Dict[str, float],
+                        name: str, title: str) -> str:
+    """panels: task -> [(label, share %, accuracies)]."""
+    fig, axes = self.plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (task, points) in zip(axes[0], panels.items()):
+      for i, (label, share, values) in enumerate(points):
+        m, s = mean_std(values)
+        ax.errorbar([share], [m], yerr=[s], fmt="o", capsize=3, color=f"C{i}", label=label)
+        ax.annotate(label.split(" = ")[0], (share, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
+      if task in baselines:
+        ax.axhline(baselines[task], color="gray", ls="--", lw=1, label="majority class")
+      ax.set_xscale("log")
+      ax.set_xlabel("trainable parameters, % of the backbone (log)")
+      ax.set_ylabel("validation accuracy, %")
+      ax.set_title(f"{task}: {title}")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    return self.save(fig, name, f"accuracy vs trainable share ({title})")
+
+  def lines(self, series: Dict[str, List[Tuple[float, List[float]]]], xlabel: str, ylabel: str, title: str,
+            name: str, logx: bool = False, baseline: Optional[float] = None) -> str:
+    fig, ax = self.plt.subplots(figsize=(5.2, 3.6))
+    for i, (label, points) in enumerate(series.items()):
+      points = sorted(points)
+      xs = [x for x, _ in points]
+      ms = [mean_std(v)[0] for _, v in points]
+      ss = [mean_std(v)[1] for _, v in points]
+      ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, color=f"C{i}", label=label)
+    if baseline is not None:
+      ax.axhline(baseline, color="gray", ls="--", lw=1, label="majority class")
+    if logx:
+      ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return self.save(fig, name, title)
+
+  def curves(self, runs: Dict[str, dict], name: str, title: str, eval_label: str) -> str:
+    """Per run: the logged training loss (mean of each 10 steps, smoothed over 5 logs) and the evaluations."""
+    fig, (left, right) = self.plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (label, record) in enumerate(runs.items()):
+      loss = record["curve"]["train_loss"]
+      if loss:
+        steps, values = zip(*loss)
+        smooth = [statistics.mean(values[max(0, j - 4):j + 1]) for j in range(len(values))]
+        left.plot(steps, smooth, color=f"C{i}", label=label, lw=1.2)
+      evals = record["curve"]["eval"]
+      if evals:
+        steps, values = zip(*evals)
+        right.plot(steps, values, marker="o", color=f"C{i}", label=label)
+    left.set_xlabel("step")
+    left.set_ylabel("training loss (smoothed)")
+    left.set_title(f"{title}: training loss")
+    right.set_xlabel("step")
+    right.set_ylabel(eval_label)
+    right.set_title(f"{title}: {eval_label}")
+    right.legend(fontsize=7)
+    return self.save(fig, name, f"training curves: {title}")
+
+  def bars(self, labels: Sequence[str], values: Sequence[float], xlabel: str, title: str, name: str) -> str:
+    fig, ax = self.plt.subplots(figsize=(6.4, 0.35 * len(labels) + 1.2))
+    ax.barh(range(len(labels)), values, color=[f"C{i}" for i in range(len(labels))])
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return self.save(fig, name, title)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sections.
+
+
+def label(method: str) -> str:
+  return bench.METHODS[method].label if method in bench.METHODS else method
+
+
+def finals(records: Sequence[dict], task: str) -> Dict[str, List[dict]]:
+  """method -> its final records on `task` (one per seed)."""
+  out: Dict[str, List[dict]] = {}
+  for r in records:
+    if r["task"] == task and r["stage"] == "final":
+      out.setdefault(r["method"], []).append(r)
+  return out
+
+
+def method_rows(records: Sequence[dict], tasks: Sequence[str], order: Sequence[str]) -> List[list]:
+  rows = []
+  for method in order:
+    per_task = [finals(records, t).get(method, []) for t in tasks]
+    any_record = next((rs[0] for rs in per_task if rs), None)
+    if any_record is None:
+      continue
+    row = [label(method), f"{any_record['trainable']:,}", fmt_share(any_record["share_of_backbone_percent"]),
+           fmt_bytes(any_record["export_bytes"])]
+    for rs in per_task:
+      lr = rs[0]["hyperparameters"].get("LEARNING_RATE") if rs else None
+      row += [fmt_ms([r["value"] for r in rs]), f"{lr:g}" if lr else "–",
+              fmt_seconds(statistics.mean(r["wall_seconds"] for r in rs)) if rs else "–"]
+    rows.append(row)
+  return rows
+
+
+def selection_table(records: Sequence[dict]) -> str:
+  selects = [r for r in records if r["stage"] == "select"]
+  if not selects:
+    return ""
+  rows = []
+  for (task, method), rs in by(selects, "task", "method").items():
+    chosen = max(rs, key=lambda r: r["value"])
+    cells = ", ".join(f"{r['hyperparameters']['LEARNING_RATE']:g}: {r['value']:.1f}" +
+                      (" ←" if r is chosen else "") for r in rs)
+    rows.append([task, label(method), rs[0]["eval_split"], cells])
+  return ("<details><summary>Learning-rate selection (seed 0, held-out metric at the last step; ← chosen)"
+          "</summary>\n\n" + table(["task", "method", "selected on", "learning rate: metric"], rows) +
+          "\n\n</details>\n")
+
+
+def section_quick(results_dir: Path, plots: Plots) -> str:
+  out = ["## Quick benchmark (`make bench-quick`)\n"]
+  records = load_part(results_dir, "quick_methods")
+  speed = load_json(results_dir / "bench_quick_speed.json")
+  if not records and not speed:
+    return "\n".join(out + [not_run("bench-quick")])
+  out.append(
+      f"A smoke-sized version of parts 1 and 4: SST-2, one seed, {records[0]['steps'] if records else '–'} steps per "
+      "method at each method file's own learning rate (no selection), trained on `train[:-1000]` of the shipped "
+      "10,000-phrase subsample and evaluated once on the 872 validation sentences; then the speed table for a "
+      "subset of methods with few timed steps. It shows that everything runs; the full parts below are the "
+      "results.\n")
+  if records:
+    rows = [[label(r["method"]), f"{r['value']:.2f}", f"{r['learning_rate']:g}" if r.get("learning_rate") else "–",
+             f"{r['trainable']:,}", fmt_share(r["share_of_backbone_percent"]),
+             fmt_bytes(r["export_bytes"]), f"{r['steps_per_second']:.2f}" if r["steps_per_second"] else "–",
+             fmt_seconds(r["wall_seconds"])] for r in records]
+    majority = records[0].get("majority_class_accuracy")
+    out.append(table(["method", "SST-2 validation accuracy %", "lr", "trainable", "share of backbone", "export",
+                      "train steps/s", "wall time"], rows))
+    out.append(f"\nMajority class: {majority:.2f}%.\n" if majority else "")
+    out.append(plots.accuracy_vs_share({"sst2": [(label(r["method"]), r["share_of_backbone_percent"], [r["value"]])
+                                                 for r in records]},
+                                       {"sst2": majority} if majority else {}, "quick_accuracy_vs_share.png",
+                                       f"{records[0]['steps']} steps, 1 seed"))
+    out.append(plots.curves({label(r["method"]): r for r in records}, "quick_training_curves.png",
+                            "SST-2 quick", "validation accuracy %"))
+    out.append(commands_block("Quick methods", records, "results/bench_quick_methods.json"))
+  if speed:
+    out.append("\n" + speed_tables(speed, "results/bench_quick_speed.json"))
+  return "\n".join(out)
+
+
+def section_methods(results_dir: Path, plots: Plots) -> str:
+  out = ["## 1. Methods on SST-2 and RTE\n"]
+  records = load_part(results_dir, "methods")
+  if not records:
+    return "\n".join(out + [not_run("bench-methods")])
+  steps = {t: rs[0]["steps"] for (t,), rs in by(records, "task").items()}
+  out.append(
+      "Packaged all-MiniLM-L6-v2, batch 32, AdamW with linear decay to 0, no warmup. **Data**: "
+      + "; ".join(f"{bench.TASKS[t].data_note} ({steps[t]} steps)" for t in steps) + ". "
+      "**Protocol**: the learning rate is chosen from a two-value grid per method by a seed-0 run trained on "
+      "`train[:-H]` and scored on the held-out `train[-H:]` at its last step; that run is then evaluated once on "
+      "the validation split, and seeds 1 and 2 train the chosen configuration and evaluate the validation split "
+      "once, at the end. The validation split picks nothing. Mean ± sample standard deviation over the seeds. "
+      "Prefix Tuning (Li & Liang) and P-Tuning v2 with the MLP reparameterization are the same model in this "
+      "code base (THUDM's prefix MLP, `gin/methods/prefix_tuning.gin`), so one set of runs gives both rows. "
+      "Export = bytes of `export/best.safetensors` (the MLP collapsed into the prefix table); wall time = mean "
+      "per run, training and evaluation, on 2 shared CPU cores.\n")
+  tasks = [t for t in ("sst2", "rte") if any(r["task"] == t for r in records)]
+  headers = ["method", "trainable", "share of backbone", "export"]
+  for t in tasks:
+    headers += [f"{t.upper()} accuracy %", "lr", "wall/run"]
+  out.append(table(headers, method_rows(records, tasks, bench.CLASSIFICATION_METHODS)))
+  majorities = {t: next(r["majority_class_accuracy"] for r in records if r["task"] == t and r["stage"] == "final")
+                for t in tasks if any(r["task"] == t and r["stage"] == "final" for r in records)}
+  out.append("\nMajority class (validation): " + ", ".join(f"{t.upper()} {v:.2f}%" for t, v in majorities.items())
+             + ".\n")
+  out.append(selection_table(records))
+  panels = {}
+  for t in tasks:
+    points = [(label(m), rs[0]["share_of_backbone_percent"], [r["value"] for r in rs])
+              for m, rs in finals(records, t).items()]
+    if points:
+      panels[t] = points
+  if panels:
+    out.append(plots.accuracy_vs_share(panels, majorities, "methods_accuracy_vs_share.png", "mean ± std over seeds"))
+  for t in tasks:
+    chosen = {label(m): next((r for r in rs if r["seed"] == 0), rs[0]) for m, rs in finals(records, t).items()}
+    if chosen:
+      out.append(plots.curves(chosen, f"methods_training_curves_{t}.png", f"{t.upper()} (chosen LR, seed 0)",
+                              "held-out accuracy %"))
+  out.append(commands_block("Methods", [r for r in records if r["stage"] == "final"] +
+                            [r for r in records if r["stage"] == "select"], "results/bench_methods.json"))
+  return "\n".join(out)
+
+
+def section_sequence(results_dir: Path, plots: Plots) -> str:
+  del plots
+  out = ["## 2. Sequence labelling and extractive QA\n"]
+  records = load_part(results_dir, "sequence")
+  if not records:
+    return "\n".join(out + [not_run("bench-sequence")])
+  ner = [r for r in records if r["task"] in ("conll2003", "wnut17")]
+  if ner:
+    out.append("NER: entity-level micro F1 (seqeval). The learning rate is chosen on dev (one seed, the dev F1 "
+               "at the last step); the chosen run's final checkpoint is then evaluated once on test. Data: "
+               + "; ".join(f"{bench.TASKS[t].data_note}, {rs[0]['steps']} steps"
+                           for (t,), rs in by(ner, "task").items()) + ".\n")
+    tasks = [t for t in ("conll2003", "wnut17") if any(r["task"] == t for r in ner)]
+    headers = ["method", "trainable", "share of backbone"]
+    for t in tasks:
+      headers += [f"{t} dev F1 (chosen lr)", f"{t} test F1"]
+    rows = []
+    for method in bench.SEQUENCE_METHODS:
+      first = next((r for r in ner if r["method"] == method), None)
+      if first is None:
+        continue
+      row = [label(method), f"{first['trainable']:,}", fmt_share(first["share_of_backbone_percent"])]
+      for t in tasks:
+        selects = [r for r in ner if r["task"] == t and r["method"] == method and r["stage"] == "select"]
+        test = [r for r in ner if r["task"] == t and r["method"] == method and r["stage"] == "final"]
+        best = max(selects, key=lambda r: r["value"]) if selects else None
+        row += [f"{best['value']:.2f} ({best['hyperparameters']['LEARNING_RATE']:g})" if best else "–",
+                fmt_ms([r["value"] for r in test], 2) if test else "–"]
+      rows.append(row)
+    out.append(table(headers, rows))
+    out.append("")
+  qa = [r for r in records if r["task"] == "squad_v1_dev_split"]
+  if qa:
+    out.append(f"\nExtractive QA: **{bench.TASKS['squad_v1_dev_split'].data_note}**. 384-token windows, stride 128; "
+               f"batch {bench.QA_BATCH_SIZE}, {qa[0]['steps']} steps, one seed, a fixed learning rate per method (no "
+               "dev set apart from the evaluation half to select on), evaluated once at the end. EM and F1 are the "
+               "official SQuAD metrics on the evaluation half. Prompt Tuning is left out here: at P=100 every "
+               "window becomes 484 tokens, which would add about 50 minutes to the part.\n")
+    metric = lambda r, k: f"{r['eval_metrics'][k]:.2f}" if k in r["eval_metrics"] else "–"
+    rows = [[label(r["method"]), f"{r['hyperparameters']['LEARNING_RATE']:g}", metric(r, "em"), metric(r, "f1"),
+             fmt_share(r["share_of_backbone_percent"]),
+             fmt_seconds(r["wall_seconds"])] for r in qa]
+    out.append(table(["method", "lr", "EM", "F1", "share of backbone", "wall time"], rows))
+  out.append("\n" + commands_block("Sequence labelling and QA", records, "results/bench_sequence.json"))
+  return "\n".join(out)
+
+
+def section_ablations(results_dir: Path, plots: Plots) -> str:
+  out = ["## 3. Ablations on SST-2 (P-Tuning v2)\n"]
+  records = load_part(results_dir, "ablations")
+  if not records:
+    return "\n".join(out + [not_run("bench-ablations")])
+  r0 = records[0]
+  seeds = sorted({r["seed"] for r in records})
+  out.append(f"Deep prompts on SST-2 (shipped subsample, trained on `train[:-1000]`), {r0['steps']} steps, learning "
+             f"rate {bench.ABLATION_LR:g} (deep_prompt.gin's default) for every point, seeds {seeds}, validation "
+             "accuracy once at the end; mean ± std over seeds. Each axis changes one thing from P=20 on all 6 layers "
+             "without reparameterization; that point is one set of runs shared by the three tables.\n")
+  axis = lambda name: {value: [r["value"] for r in records if r["meta"].get(name) == value]
+                       for value in sorted({r["meta"][name] for r in records if name in r["meta"]})}
+  majority = r0.get("majority_class_accuracy")
+  lengths = axis("prompt_length")
+  if lengths:
+    share = {r["meta"]["prompt_length"]: r["share_of_backbone_percent"]
+             for r in records if "prompt_length" in r["meta"]}
+    out.append("**Prompt length**\n")
+    out.append(table(["P", "accuracy %", "share of backbone"],
+                     [[p, fmt_ms(v), fmt_share(share[p])] for p, v in lengths.items()]))
+    out.append("\n" + plots.lines({"P-Tuning v2 (all layers)": list(lengths.items())}, "prompt length P (log)",
+                                  "validation accuracy %", "SST-2: accuracy vs prompt length",
+                                  "ablation_prompt_length.png", logx=True, baseline=majority))
+  top, bottom = axis("depth_top"), axis("depth_bottom")
+  if top or bottom:
+    out.append("**Prompt depth**: prompts on k layers, the top k (closest to the output) vs the bottom k "
+               "(closest to the embeddings); k = 6 is every layer.\n")
+    ks = sorted(set(top) | set(bottom))
+    out.append(table(["k", "top k accuracy %", "bottom k accuracy %"],
+                     [[k, fmt_ms(top.get(k, [])), fmt_ms(bottom.get(k, []))] for k in ks]))
+    out.append("\n" + plots.lines({"top k layers": list(top.items()), "bottom k layers": list(bottom.items())},
+                                  "layers with prompts, k", "validation accuracy %",
+                                  "SST-2: accuracy vs prompt depth", "ablation_depth.png", baseline=majority))
+  reparam = axis("reparameterization")
+  if reparam:
+    out.append("**Reparameterization** (P=20, all layers): the prefix table trained directly vs produced by "
+               "the MLP (Embedding(P, 384) → 512 → tanh → 2·6·384, collapsed for export).\n")
+    out.append(table(["MLP reparameterization", "accuracy %"], [["on" if k else "off", fmt_ms(v)]
+                                                               for k, v in reparam.items()]))
+  out.append("\n" + commands_block("Ablations", records, "results/bench_ablations.json"))
+  return "\n".join(out)
+
+
+def speed_tables(speed: dict, results_file: str) -> str:
+  env, peak = speed["environment"], speed["matmul_peak"]
+  rows_in = speed["methods"]
+  samples = peak["square"].get("samples", [peak["square"]["gflops"]])
+  out = [f"Device: {', '.join(env['devices'])} ({env['device_kind']}; {env.get('cpu', '')}, {env['host_cpus']} "
+         f"CPUs; load average {env['loadavg_1min_start']} at the start, {env.get('loadavg_1min_end', '–')} at the "
+         f"end: other jobs shared the CPU). Matrix-multiply peak, measured in the same process: "
+         f"**{peak['square']['gflops']:.1f} GFLOP/s**, the best of {len(samples)} samples of a float32 "
+         f"{peak['square']['shape'][0]}³ `jnp.dot` taken at the start, before each method and at the end "
+         f"(they range {min(samples):.0f}–{max(samples):.0f}: the share of the CPU this process got; the column "
+         f"\"matmul before\" is the sample just before that method's timing). The model's largest matmul shape "
+         f"[4096×384]·[384×1536] reached {peak['mlp_shape']['gflops']:.1f} GFLOP/s. Batch "
+         f"{rows_in[0]['batch'] if rows_in else '–'} × {rows_in[0]['length'] if rows_in else '–'} real tokens; "
+         "step "
+         f"time = median (and min) of {speed['steps']} timed steps after {speed['warmup']} warm-up step(s); "
+         "tokens/s counts text tokens at the median.\n"]
+  rows = []
+  for r in rows_in:
+    f = r["flops"]
+    mem = r["memory"] or {}
+    rows.append([r["label"], fmt_share(r["share_of_backbone_percent"]), r["sequence_length"],
+                 f"{r['step_seconds_median'] * 1000:,.0f} ({r['step_seconds_min'] * 1000:,.0f})",
+                 f"{r['tokens_per_second']:,.0f}",
+                 " / ".join(f"{f[k] / 1e9:.0f}" for k in ("forward", "activation_gradients", "weight_gradients")),
+                 f"{f['total'] / 1e9:.0f}", f"{r['gflops_per_second']:.1f}", f"{r['percent_of_matmul_peak']:.0f}%",
+                 f"{r.get('matmul_gflops_just_before', float('nan')):.0f}",
+                 fmt_bytes(mem.get("temp_size_in_bytes")), fmt_bytes(mem.get("peak_estimate_bytes")),
+                 fmt_bytes(r.get("device_peak_bytes")) if r.get("device_peak_bytes") else "–",
+                 f"{r['compile_seconds']:.0f}"])
+  out.append(table(["method", "trainable share", "layer seq. length", "step ms (min)", "tokens/s",
+                    "GFLOP fwd / act-grad / weight-grad", "GFLOP/step", "achieved GFLOP/s", "% of matmul peak",
+                    "matmul before (GFLOP/s)", "XLA temp memory", "XLA peak estimate", "device peak",
+                    "compile s"], rows))
+  ft = next((r for r in rows_in if r["method"] == "finetune"), None)
+  pt2 = next((r for r in rows_in if r["method"] == "deep_p20"), None)
+  if ft and pt2:
+    ratio = ft["step_seconds_median"] / pt2["step_seconds_median"]
+    out.append(f"\nFine-tuning vs P-Tuning v2 (P=20): a step takes {ratio:.2f}× "
+               f"as long for {ft['flops']['total'] / pt2['flops']['total']:.2f}× the FLOPs (fine-tuning adds the "
+               "weight gradients and AdamW over all 22.7M parameters, including the 11.7M-entry word-embedding "
+               f"table); XLA's memory estimate is {fmt_bytes((ft['memory'] or {}).get('peak_estimate_bytes'))} vs "
+               f"{fmt_bytes((pt2['memory'] or {}).get('peak_estimate_bytes'))}.\n")
+  mixed = speed.get("mixed_task_inference")
+  if mixed:
+    base = mixed["single_prompt"]["examples_per_second"]
+    rows = [[name.replace("_", " "), f"{mixed[name]['examples_per_second']:.1f}",
+             f"{mixed[name]['tokens_per_second']:,.0f}", f"{mixed[name]['examples_per_second'] / base:.2f}"]
+            for name in ("single_prompt", "bank_one_task", "bank_mixed_tasks")]
+    mem = mixed["serving_memory_bytes"]
+    out.append(f"Mixed-task inference ({mixed['prompt']}, batch {mixed['batch']} × {mixed['length']}): a prompt bank "
+               f"of {mixed['tasks']} tasks in one jit-compiled forward pass, each example choosing its prompt and "
+               "head by task id.\n")
+    out.append(table(["batch", "examples/s", "tokens/s", "relative to one prompt"], rows))
+    out.append(f"\nServing 8 tasks: one frozen backbone plus 8 prompts and heads = "
+               f"{fmt_bytes(mem['one_backbone_plus_8_prompts'])} of parameters, vs 8 fine-tuned copies = "
+               f"{fmt_bytes(mem['8_fine_tuned_models'])}, which also cannot share a batch.\n")
+  out.append(f"Command: `{speed['command']}` ({fmt_seconds(speed['wall_seconds'])}; record `{results_file}`).\n")
+  return "\n".join(out)
+
+
+def section_speed(results_dir: Path, plots: Plots) -> str:
+  out = ["## 4. Speed\n",
+         "FLOPs are counted analytically (matrix multiplies only; `scripts/bench_speed.py` explains the count): "
+         "forward, plus the backward pass split into activation gradients (dX, needed by every method through "
+         "every layer at and above the lowest trainable parameter, even with a frozen backbone, because the "
+         "prompt's gradient flows through the frozen layers) and weight gradients (dW, only for trained "
+         "matrices: fine-tuning). Prompt methods therefore cost about 2× the forward pass and fine-tuning about "
+         "3×, plus the optimizer over all parameters. Prompt Tuning and P-Tuning lengthen the sequence every "
+         "layer processes; deep prompts only add keys and values.\n"]
+  speed = load_json(results_dir / "bench_speed.json")
+  if speed is None:
+    out.append(not_run("bench-speed"))
+  else:
+    out.append(speed_tables(speed, "results/bench_speed.json"))
+    out.append(plots.bars([r["label"] for r in speed["methods"]], [r["tokens_per_second"] for r in speed["methods"]],
+                          "training tokens/s (batch 32 × 128)", "Training throughput per method (CPU)",
+                          "speed_tokens_per_second.png"))
+  gpus = sorted(results_dir.glob("bench_speed_*.json"))
+  gpus = [p for p in gpus if p.name != "bench_speed.json"]
+  if gpus:
+    for p in gpus:
+      out.append(f"\n### On {p.stem.split('_')[-1].upper()}\n")
+      out.append(speed_tables(load_json(p), f"results/{p.name}"))
+  else:
+    out.append("\nNo GPU was available to this benchmark; on a machine with one, `make bench-speed` writes "
+               "`results/bench_speed_gpu.json` (the same script; JAX picks the GPU) and this section shows it.\n")
+  return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paper trends.
+
+
+def verdict(diff: float, noise: float, expected_sign: Optional[int]) -> str:
+  """expected_sign +1/-1 (a is better/worse than b): 'holds' beyond the noise that way, 'does not hold' beyond
+  it the other way, else 'within noise'. 0 (a matches b): 'holds' within the noise, else 'does not hold'.
+  None (no direction claimed): what happened."""
+  within = abs(diff) <= noise
+  if expected_sign is None:
+    return "no difference beyond noise" if within else ("higher" if diff > 0 else "lower")
+  if expected_sign == 0:
+    return ("holds (within noise)" if within else
+            f"does not hold ({'higher' if diff > 0 else 'lower'} by {abs(diff):.1f})")
+  if within:
+    return "within noise"
+  return "holds" if diff * expected_sign > 0 else "does not hold"
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float]:
+  """(mean(a) - mean(b), noise): noise = the larger of 1 point and 2 standard errors of the difference."""
+  ma, sa = mean_std(a)
+  mb, sb = mean_std(b)
+  se = math.sqrt(sa ** 2 / max(len(a), 1) + sb ** 2 / max(len(b), 1))
+  return ma - mb, max(1.0, 2 * se)
+
+
+def section_trends(results_dir: Path) -> str:
+  out = ["## Paper trends at this scale\n",
+         "P-Tuning v2 (Liu et al. 2022) reports its claims for 330M-10B backbones; this is a 22.7M MiniLM on 2 CPU "
+         "cores with short training. Each verdict is computed from the tables above: a difference counts when it "
+         "exceeds max(1 point, 2 standard errors); otherwise it is \"within noise\".\n"]
+  methods = load_part(results_dir, "methods")
+  ablations = load_part(results_dir, "ablations")
+  sequence = load_part(results_dir, "sequence")
+  speed = load_json(results_dir / "bench_speed.json")
+  rows = []
+
+  def values(records, task, method, stage="final"):
+    return [r["value"] for r in records if r["task"] == task and r["method"] == method and r["stage"] == stage]
+
+  def claim(text, a, b, sign, what):
+    if a and b:
+      diff, noise = compare(a, b)
+      rows.append([text, f"{what}: {diff:+.1f} points", verdict(diff, noise, sign)])
+
+  for t in ("sst2", "rte"):
+    claim(f"P-Tuning v2 matches fine-tuning ({t.upper()})", values(methods, t, "deep_p20"),
+          values(methods, t, "finetune"), 0, "PT-2 P=20 − fine-tuning")
+    claim(f"Prompt Tuning lags fine-tuning at small scale ({t.upper()})", values(methods, t, "finetune"),
+          values(methods, t, "lester_p20"), +1, "fine-tuning − Prompt Tuning P=20")
+    lester = max((values(methods, t, m) for m in ("lester_p20", "lester_p100") if values(methods, t, m)),
+                 key=statistics.mean, default=[])
+    claim(f"P-Tuning v2 beats Prompt Tuning ({t.upper()})", values(methods, t, "deep_p20"), lester, +1,
+          "PT-2 P=20 − the better Prompt Tuning")
+    claim(f"P-Tuning v2 beats P-Tuning v1 ({t.upper()})", values(methods, t, "deep_p20"),
+          values(methods, t, "ptuning_lstm"), +1, "PT-2 − P-Tuning (LSTM)")
+    claim(f"MLP reparameterization: no consistent effect, it depends on the task ({t.upper()})",
+          values(methods, t, "prefix_mlp"), values(methods, t, "deep_p20"), None, "with MLP − without")
+  rte = [r for r in methods if r["task"] == "rte" and r["stage"] == "final"]
+  if rte:
+    best = max(statistics.mean(rs_v) for rs_v in [[r["value"] for r in rs] for rs in by(rte, "method").values()])
+    majority = rte[0]["majority_class_accuracy"]
+    rows.append(["(this scale) RTE is near chance for every method", f"best method mean {best:.1f}% vs majority "
+                 f"{majority:.1f}%", "holds" if best - majority < 5 else "does not hold"])
+  # Ablations.
+  lengths = {r["meta"]["prompt_length"]: [] for r in ablations if "prompt_length" in r["meta"]}
+  for r in ablations:
+    if "prompt_length" in r["meta"]:
+      lengths[r["meta"]["prompt_length"]].append(r["value"])
+  if lengths:
+    short = [v for p, vs in lengths.items() if p <= 20 for v in vs]
+    long = [v for p, vs in lengths.items() if p > 20 for v in vs]
+    best_p = max(lengths, key=lambda p: statistics.mean(lengths[p]))
+    if short and long:
+      diff, noise = compare(short, long)
+      rows.append(["Simple classification prefers short prompts (≤ 20)", f"best P = {best_p}; mean P ≤ 20 − mean "
+                   f"P > 20: {diff:+.1f} points", verdict(diff, noise, +1)])
+  fewer = lambda side: [r["value"] for r in ablations if r["meta"].get(f"depth_{side}", bench.NUM_LAYERS) <
+                        bench.NUM_LAYERS]
+  top, bottom = fewer("top"), fewer("bottom")
+  claim("Prompts on the top layers beat the same number on the bottom layers", top, bottom, +1,
+        "mean over k < 6 of top k − bottom k")
+  deep_all = [r["value"] for r in ablations if r["meta"].get("depth_top") == bench.NUM_LAYERS]
+  claim("Prompts on every layer beat prompts on fewer layers", deep_all, top + bottom, +1,
+        "all 6 layers − mean over k < 6")
+  reparam = {flag: [r["value"] for r in ablations if r["meta"].get("reparameterization") is flag]
+             for flag in (True, False)}
+  claim("MLP reparameterization: no consistent effect (SST-2 ablation)", reparam[True], reparam[False], None,
+        "with MLP − without")
+  # Sequence tasks.
+  for t in ("conll2003", "wnut17"):
+    claim(f"P-Tuning v2 matches fine-tuning on NER ({t})", values(sequence, t, "deep_p100"),
+          values(sequence, t, "finetune"), 0, "test F1, PT-2 P=100 − fine-tuning")
+    claim(f"Prompt Tuning fails on NER ({t})", values(sequence, t, "deep_p100"), values(sequence, t, "lester_p100"),
+          +1, "test F1, PT-2 − Prompt Tuning")
+  qa = {r["method"]: r["eval_metrics"].get("f1") for r in sequence if r["task"] == "squad_v1_dev_split"}
+  if "deep_p100" in qa and "finetune" in qa:
+    diff = qa["deep_p100"] - qa["finetune"]
+    rows.append(["P-Tuning v2 matches fine-tuning on extractive QA", f"F1 PT-2 P=100 − fine-tuning: {diff:+.1f} "
+                 "(one run each)", verdict(diff, 1.0, 0)])
+  if speed:
+    mixed = speed["mixed_task_inference"]
+    ratio = mixed["bank_mixed_tasks"]["examples_per_second"] / mixed["bank_one_task"]["examples_per_second"]
+    rows.append(["(Lester) one batch can serve many tasks at about the cost of one", f"8 tasks mixed / one task "
+                 f"throughput: {ratio:.2f}", "holds" if ratio > 0.85 else "does not hold"])
+  if not rows:
+    return "\n".join(out + ["_No results yet._\n"])
+  out.append(table(["claim", "measured here", "verdict"], rows))
+  out.append("\nA \"within noise\" or \"does not hold\" at this scale is a statement about a 22.7M-parameter "
+             "backbone trained for a few hundred steps, not about the paper's settings.\n")
+  return "\n".join(out)
+
+
+def section_estimates(results_dir: Path) -> str:
+  """How long each part takes: the plan's estimate from trial-run rates, and what recorded runs took."""
+  estimates = bench.estimates(results_dir)
+  measured = {}
+  for part, name in (("methods", "methods"), ("sequence", "sequence"), ("ablations", "ablations"),
+                     ("quick", "quick_methods")):
+    rs = load_part(results_dir, name)
+    if rs:
+      measured[part] = (len(rs), sum(r["wall_seconds"] if not r.get("evaluated_from") else
+                                     r.get("evaluation_wall_seconds", 0) for r in rs))
+  speed = load_json(results_dir / "bench_speed.json")
+  if speed:
+    measured["speed"] = (len(speed["methods"]), speed["wall_seconds"])
+  rows = [[f"`make bench-{part}`", n, fmt_seconds(s),
+           f"{measured[part][0]} runs, {fmt_seconds(measured[part][1])}" if part in measured else "–"]
+          for part, (n, s) in estimates.items()]
+  rate_rows = [[t, label(m) if m in bench.METHODS else m.replace("deep_p", "P-Tuning v2 P="), f"{r:.2f}"]
+               for (t, m), r in bench.STEPS_PER_SECOND.items()]
+  return "\n".join([
+      "## Wall time per part\n",
+      "Estimated by `python scripts/bench.py plan` for an idle 2-core CPU: each command's steps ÷ its training "
+      "steps/s, plus start-up (process, tokenization, first compiles; the driver shares a persistent XLA "
+      "compilation cache between commands, so repeats start faster) and evaluation time. The steps/s come from "
+      "in-process step times of `scripts/bench_speed.py` at each task's mean padded length (SST-2 20 tokens, "
+      "RTE 77, CoNLL-2003 28 and WNUT-17 39 interpolated from 20 and 40, QA 16 × 384), measured while other "
+      "jobs held about half of the CPU (matmul samples ~135 of ~300 GFLOP/s idle), scaled by "
+      f"{bench.CALIBRATION_SCALE}: the factor that maps P-Tuning v2 P=20's SST-2 step to its known idle "
+      "command-line rate, 3.8 steps/s. The measurements and their commands are in `results/calibration/`. "
+      "Measured = the sum of the recorded runs' wall times (evaluation-only commands counted by their own time), "
+      "on a CPU that other jobs shared.\n",
+      table(["part", "commands", "estimated (idle 2-core CPU)", "measured"], rows),
+      "\n<details><summary>Training steps/s behind the estimates (idle 2-core CPU, batch 32; QA 16)</summary>\n",
+      table(["task", "method", "steps/s"], rate_rows), "\n</details>\n"])
+
+
+def render(results_dir: Path, out: Path) -> str:
+  plots = Plots(out.parent)
+  parts = [
+      "# Benchmark results\n",
+      "Generated by `scripts/make_results_md.py` from `results/bench_*.json` (written by `scripts/bench.py`; "
+      "`make bench-quick`, `make bench` or one part: `make bench-methods`, `bench-sequence`, `bench-ablations`, "
+      "`bench-speed`). Every number below is a record of one of those files, and the command that produced it "
+      "is listed under its table (`python` is the project's virtualenv interpreter, run from the repository "
+      "root). Backbone: the packaged all-MiniLM-L6-v2 (6 layers, hidden 384, 22.7M parameters), frozen except "
+      "where a method trains it. Hardware: 2 CPU cores, shared with other jobs while these ran, so wall times "
+      "are upper bounds.\n",
+      section_quick(results_dir, plots), section_methods(results_dir, plots), section_sequence(results_dir, plots),
+      section_ablations(results_dir, plots), section_speed(results_dir, plots), section_trends(results_dir),
+      section_estimates(results_dir)]
+  return "\n".join(p.rstrip() + "\n" for p in parts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--results_dir", default="results")
+  parser.add_argument("--out", default="docs/RESULTS.md")
+  args = parser.parse_args(argv)
+  out = (REPO / args.out).resolve()
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(render((REPO / args.results_dir).resolve(), out))
+  print(f"wrote {out} and {out.parent / PLOTS}/", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

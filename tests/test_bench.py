@@ -1,0 +1,55 @@
+"""The benchmark driver's plan: every configuration's command parses as the command line would parse it (no run)."""
+
+import ast
+import shlex
+import sys
+
+import gin
+import pytest
+
+from conftest import REPO
+from prompt_tuning_jax import train as cli
+
+sys.path.insert(0, str(REPO / "scripts"))
+import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+  """{part: [bench.Planned]} of every part, planned against an empty results directory."""
+  results = tmp_path_factory.mktemp("results")
+  return {part: bench.run_part(part, results, plan_only=True).planned
+          for part in ("methods", "sequence", "ablations", "quick")}
+
+
+def test_plan_sizes_and_ids(planned):
+  for part, commands in planned.items():
+    ids = [p.id for p in commands]
+    assert len(ids) == len(set(ids)), part
+  methods = planned["methods"]
+  # Two learning rates per method and task, seed 0 of the chosen one evaluated on validation, seeds 1 and 2.
+  assert len(methods) == 2 * len(bench.CLASSIFICATION_METHODS) * (2 + 1 + 2)
+  splits = lambda p: {a.split("=", 1)[0]: a.split("=", 1)[1] for a in p.argv if a.startswith("--gin.train.")}
+  assert {splits(p)["--gin.train.train_split"] for p in methods} == {"'train[:-1000]'", "'train[:-250]'"}
+  assert {splits(p).get("--gin.train.eval_split") for p in methods} == {"'train[-1000:]'", "'train[-250:]'", None}
+  ablations = planned["ablations"]
+  # 6 lengths + 5 depths x top/bottom + reparameterization on, the P=20 all-layers point shared.
+  assert len(ablations) == (6 + 10 + 1) * len(bench.ABLATION_SEEDS)
+
+
+def test_every_command_parses_as_the_cli_would(planned, clean_gin):
+  del clean_gin
+  cli.register_configurables()
+  for commands in planned.values():
+    for planned_command in commands:
+      if planned_command.argv[:2] != ["-m", "prompt_tuning_jax.train"]:
+        continue  # scripts/bench_speed.py
+      argv = shlex.split(bench.shell_command(planned_command.argv))  # the recorded string, as a shell splits it
+      assert argv[1:] == planned_command.argv
+      args = cli.parse_args(argv[3:])
+      gin.clear_config()
+      cli.parse_gin(args.gin_file, args.gin_bindings)
+      bindings = dict(b.split(" = ", 1) for b in args.gin_bindings)
+      for key, value in bindings.items():  # every --gin.KEY=VALUE arrived as that Python value
+        query = key if "." in key else f"%{key}"
+        assert gin.query_parameter(query) == ast.literal_eval(value), (planned_command.id, key)
