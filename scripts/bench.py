@@ -66,9 +66,11 @@ METHODS = {m.key: m for m in (
     Method("bitfit", "BitFit", "bitfit", (), (1e-3, 5e-3)),
     Method("lester_p20", "Prompt Tuning P=20", "lester", (("PROMPT_LENGTH", 20),), (3e-2, 1e-1)),
     Method("lester_p100", "Prompt Tuning P=100", "lester", (("PROMPT_LENGTH", 100),), (3e-2, 1e-1)),
-    Method("ptuning_lstm", "P-Tuning (LSTM)", "ptuning", (), (1e-3, 1e-2)),
+    # Trial runs (SST-2, 100 steps, held-out accuracy): P-Tuning 3e-3 74.8%; the prefix MLP 1e-3 81.1%, 3e-3
+    # 57.0%, 1e-2 (prefix_tuning.gin's inherited default) stays at the majority class. Grids sit around those.
+    Method("ptuning_lstm", "P-Tuning (LSTM)", "ptuning", (), (1e-3, 3e-3)),
     Method("prefix_mlp", "Prefix Tuning (MLP) = P-Tuning v2 P=20 + reparam.", "prefix_tuning",
-           (("PROMPT_LENGTH", 20),), (3e-3, 1e-2)),
+           (("PROMPT_LENGTH", 20),), (3e-4, 1e-3)),
     Method("deep_p20", "P-Tuning v2 P=20", "deep_prompt", (("PROMPT_LENGTH", 20),), (3e-3, 1e-2)),
     Method("deep_p100", "P-Tuning v2 P=100", "deep_prompt", (("PROMPT_LENGTH", 100),), (3e-3, 1e-2)),
 )}
@@ -472,7 +474,9 @@ def part_sequence(b: Bench, ner_steps: Dict[str, int], qa_steps: int) -> None:
                  (("LEARNING_RATE", QA_LR[key]), ("BATCH_SIZE", QA_BATCH_SIZE))))
 
 
-ABLATION_LR = 1e-2  # deep_prompt.gin's default (runs/train.gin); the ablations change one thing at a time
+# One learning rate per arm: deep_prompt.gin's 1e-2 (from runs/train.gin) for the prefix table, 1e-3 for the MLP,
+# which does not train at 1e-2 (trial runs above).
+ABLATION_LR = {"deep_p20": 1e-2, "prefix_mlp": 1e-3}
 PROMPT_LENGTHS = (1, 5, 10, 20, 50, 100)
 NUM_LAYERS = 6  # all-MiniLM-L6-v2
 
@@ -485,9 +489,10 @@ def ablation_configs(steps: int, seeds: Sequence[int]) -> List[Config]:
 
   def add(axis: str, value, method: str, extra: str, bindings: dict):
     for seed in seeds:
-      cid = config_id("sst2", method, "ablation", ABLATION_LR, seed, extra)
+      cid = config_id("sst2", method, "ablation", ABLATION_LR[method], seed, extra)
       config = out.get(cid) or Config(cid, "ablations", "ablation", "sst2", method, seed, steps, task.fit_split,
-                                      "validation", steps, (("LEARNING_RATE", ABLATION_LR), *bindings.items()))
+                                      "validation", steps,
+                                      (("LEARNING_RATE", ABLATION_LR[method]), *bindings.items()))
       out[cid] = dataclasses.replace(config, meta=tuple(sorted({**dict(config.meta), axis: value}.items(),
                                                                key=lambda kv: kv[0])))
 

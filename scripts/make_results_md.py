@@ -129,17 +129,18 @@ class Plots:
     """panels: task -> [(label, share %, accuracies)]."""
     fig, axes = self.plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (task, points) in zip(axes[0], panels.items()):
-      for i, (label, share, values) in enumerate(points):
+      for i, (label, share, values) in enumerate(points):  # Each point is labelled in place: no legend to look up.
         m, s = mean_std(values)
-        ax.errorbar([share], [m], yerr=[s], fmt="o", capsize=3, color=f"C{i}", label=label)
+        ax.errorbar([share], [m], yerr=[s], fmt="o", capsize=3, color=f"C{i}")
         ax.annotate(label.split(" = ")[0], (share, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
       if task in baselines:
         ax.axhline(baselines[task], color="gray", ls="--", lw=1, label="majority class")
+        ax.legend(fontsize=7, loc="best")
       ax.set_xscale("log")
+      ax.set_xlim(right=ax.get_xlim()[1] * 3)  # room for the labels of the right-most points
       ax.set_xlabel("trainable parameters, % of the backbone (log)")
       ax.set_ylabel("validation accuracy, %")
-      ax.set_title(f"{task}: {title}")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+      ax.set_title(f"{task.upper()}: {title}")
     return self.save(fig, name, f"accuracy vs trainable share ({title})")
 
   def lines(self, series: Dict[str, List[Tuple[float, List[float]]]], xlabel: str, ylabel: str, title: str,
@@ -162,8 +163,11 @@ class Plots:
     return self.save(fig, name, title)
 
   def curves(self, runs: Dict[str, dict], name: str, title: str, eval_label: str) -> str:
-    """Per run: the logged training loss (mean of each 10 steps, smoothed over 5 logs) and the evaluations."""
-    fig, (left, right) = self.plt.subplots(1, 2, figsize=(10, 3.6))
+    """Per run: the logged training loss (mean of each 10 steps, smoothed over 5 logs) and, when runs were
+    evaluated more than once, the evaluations."""
+    with_evals = any(len(r["curve"]["eval"]) > 1 for r in runs.values())
+    fig, axes = self.plt.subplots(1, 2 if with_evals else 1, figsize=(10 if with_evals else 6, 3.6), squeeze=False)
+    left, right = axes[0][0], axes[0][-1]
     for i, (label, record) in enumerate(runs.items()):
       loss = record["curve"]["train_loss"]
       if loss:
@@ -171,15 +175,16 @@ class Plots:
         smooth = [statistics.mean(values[max(0, j - 4):j + 1]) for j in range(len(values))]
         left.plot(steps, smooth, color=f"C{i}", label=label, lw=1.2)
       evals = record["curve"]["eval"]
-      if evals:
+      if evals and with_evals:
         steps, values = zip(*evals)
         right.plot(steps, values, marker="o", color=f"C{i}", label=label)
     left.set_xlabel("step")
     left.set_ylabel("training loss (smoothed)")
     left.set_title(f"{title}: training loss")
-    right.set_xlabel("step")
-    right.set_ylabel(eval_label)
-    right.set_title(f"{title}: {eval_label}")
+    if with_evals:
+      right.set_xlabel("step")
+      right.set_ylabel(eval_label)
+      right.set_title(f"{title}: {eval_label}")
     right.legend(fontsize=7)
     return self.save(fig, name, f"training curves: {title}")
 
@@ -255,11 +260,13 @@ def section_quick(results_dir: Path, plots: Plots) -> str:
       "subset of methods with few timed steps. It shows that everything runs; the full parts below are the "
       "results.\n")
   if records:
-    rows = [[label(r["method"]), f"{r['value']:.2f}", f"{r['learning_rate']:g}" if r.get("learning_rate") else "–",
+    majority = records[0].get("majority_class_accuracy")
+    stuck = lambda r: " (majority class: did not learn at this lr)" if majority and r["value"] <= majority + 0.5 else ""
+    rows = [[label(r["method"]), f"{r['value']:.2f}{stuck(r)}",
+             f"{r['learning_rate']:g}" if r.get("learning_rate") else "–",
              f"{r['trainable']:,}", fmt_share(r["share_of_backbone_percent"]),
              fmt_bytes(r["export_bytes"]), f"{r['steps_per_second']:.2f}" if r["steps_per_second"] else "–",
              fmt_seconds(r["wall_seconds"])] for r in records]
-    majority = records[0].get("majority_class_accuracy")
     out.append(table(["method", "SST-2 validation accuracy %", "lr", "trainable", "share of backbone", "export",
                       "train steps/s", "wall time"], rows))
     out.append(f"\nMajority class: {majority:.2f}%.\n" if majority else "")
@@ -375,9 +382,10 @@ def section_ablations(results_dir: Path, plots: Plots) -> str:
   r0 = records[0]
   seeds = sorted({r["seed"] for r in records})
   out.append(f"Deep prompts on SST-2 (shipped subsample, trained on `train[:-1000]`), {r0['steps']} steps, learning "
-             f"rate {bench.ABLATION_LR:g} (deep_prompt.gin's default) for every point, seeds {seeds}, validation "
-             "accuracy once at the end; mean ± std over seeds. Each axis changes one thing from P=20 on all 6 layers "
-             "without reparameterization; that point is one set of runs shared by the three tables.\n")
+             f"rate {bench.ABLATION_LR['deep_p20']:g} (deep_prompt.gin's default) for every point but the MLP "
+             f"({bench.ABLATION_LR['prefix_mlp']:g}: it does not train at 1e-2), seeds {seeds}, validation accuracy "
+             "once at the end; mean ± std over seeds. Each axis changes one thing from P=20 on all 6 layers without "
+             "reparameterization; that point is one set of runs shared by the three tables.\n")
   axis = lambda name: {value: [r["value"] for r in records if r["meta"].get(name) == value]
                        for value in sorted({r["meta"][name] for r in records if name in r["meta"]})}
   majority = r0.get("majority_class_accuracy")
@@ -624,11 +632,13 @@ def section_estimates(results_dir: Path) -> str:
     if rs:
       measured[part] = (len(rs), sum(r["wall_seconds"] if not r.get("evaluated_from") else
                                      r.get("evaluation_wall_seconds", 0) for r in rs))
-  speed = load_json(results_dir / "bench_speed.json")
-  if speed:
-    measured["speed"] = (len(speed["methods"]), speed["wall_seconds"])
-  rows = [[f"`make bench-{part}`", n, fmt_seconds(s),
-           f"{measured[part][0]} runs, {fmt_seconds(measured[part][1])}" if part in measured else "–"]
+  for part, name in (("speed", "bench_speed.json"), ("quick", "bench_quick_speed.json")):
+    speed = load_json(results_dir / name)
+    if speed:
+      runs, seconds = measured.get(part, (0, 0.0))
+      measured[part] = (runs + 1, seconds + speed["wall_seconds"])
+  rows = [[f"`make bench-{part}`", n, fmt_seconds(s) + (" + the venv install (2-3 min)" if part == "quick" else ""),
+           f"{measured[part][0]} commands, {fmt_seconds(measured[part][1])}" if part in measured else "–"]
           for part, (n, s) in estimates.items()]
   rate_rows = [[t, label(m) if m in bench.METHODS else m.replace("deep_p", "P-Tuning v2 P="), f"{r:.2f}"]
                for (t, m), r in bench.STEPS_PER_SECOND.items()]
