@@ -11,8 +11,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # make bench-quick (< 20 min) and make bench (every part, then docs/RESULTS.md); one part at a time with
 # bench-methods, bench-sequence, bench-ablations or bench-speed (each < 3 h on 2 CPU cores). A part is
-# resumable: rerunning it skips what results/bench_<part>.json already records. scripts/bench.py plan
-# prints each part's configurations and estimated time.
+# resumable: rerun in the same checkout, it skips what results/bench_<part>.json records and runs/bench/
+# still holds (a fresh clone runs everything). scripts/bench.py plan prints each part's configurations
+# and estimated time.
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 BENCH := $(PY) scripts/bench.py
 

@@ -13,8 +13,9 @@ Each configuration is `python -m prompt_tuning_jax.train --gin_file=... --gin.KE
 under runs/bench/<part>/<id>; the driver reads MODEL_DIR's results.json, parameters.json and metrics.jsonl
 and appends one record (command, seed, hyperparameters, metrics, trainable share, export bytes, wall time,
 training curve) to results/bench_<part>.json (quick: results/bench_quick_<part>.json) after every run.
-A part is resumable: configurations already recorded with the same command are skipped, so rerunning a
-part continues it (an interrupted run also resumes from its own checkpoint).
+A part is resumable: configurations recorded with the same command whose MODEL_DIR is still under runs/ are
+skipped, so rerunning a part in the same checkout continues it (an interrupted run also resumes from its own
+checkpoint), while a fresh clone runs every configuration again and replaces the records it came with.
 
 Protocol. Hyperparameters (the learning rate, from a two-value grid per method) are chosen on a held-out
 slice of the training set: runs train on `train[:-H]` and are scored on `train[-H:]` (tasks/splits.py;
@@ -276,8 +277,13 @@ class Bench:
 
   # -- bookkeeping
   def done(self, config_id: str, command: str) -> Optional[dict]:
+    """The record of `config_id` if it holds `command` and ran in this checkout (its MODEL_DIR, under the
+    git-ignored runs/, is still there): a part continued in the same checkout skips what it finished, a
+    fresh clone runs everything again and replaces the records it ships with."""
     record = self.records.get(config_id)
-    return record if record is not None and record["command"] == command else None
+    if record is None or record["command"] != command:
+      return None
+    return record if (REPO / record["model_dir"] / "bench_command.txt").exists() else None
 
   def _store(self, record: dict) -> dict:
     self.records[record["id"]] = record
@@ -322,6 +328,9 @@ class Bench:
     argv = final.argv(model_dir=trained.model_dir)
     command = shell_command(argv)
     record = self.done(config_id, command) or self.done(config_id, shell_command(final.argv()))
+    if record is not None and "evaluated_from" in record and (
+        trained_record is None or record["evaluated_from"].get("finished") != trained_record["finished"]):
+      record = None  # It evaluated an earlier run of `trained`, which has run again since.
     self.planned.append(Planned(config_id, argv, estimate_seconds(final, evaluate_only=True), record is not None))
     if record is not None or self.plan_only:
       return record
@@ -393,7 +402,7 @@ class Bench:
       # The model is the recorded run's; its training numbers are that run's.
       record.update({k: evaluated_from[k] for k in ("steps_per_second", "tokens_per_second", "curve")})
       record["evaluation_wall_seconds"], record["wall_seconds"] = record["wall_seconds"], evaluated_from["wall_seconds"]
-      record["evaluated_from"] = {"id": evaluated_from["id"], "command": evaluated_from["command"]}
+      record["evaluated_from"] = {k: evaluated_from[k] for k in ("id", "command", "finished")}
       record["note"] = (f"evaluates the step-{config.steps} checkpoint that `{evaluated_from['id']}` left in its "
                         "MODEL_DIR; run alone in an empty MODEL_DIR the same command trains that model first")
     return record
@@ -514,10 +523,13 @@ def part_ablations(b: Bench, steps: int, seeds: Sequence[int]) -> None:
 
 
 def part_speed(b: Bench, args: List[str], out: Path) -> None:
-  """4. scripts/bench_speed.py in its own process; skipped when `out` already holds its command's results."""
+  """4. scripts/bench_speed.py in its own process; skipped when `out` holds its command's results from this
+  checkout (the marker under runs/ says so, as for the training runs)."""
   argv = ["scripts/bench_speed.py", f"--out={os.path.relpath(out, REPO)}", *args]
   command = shell_command(argv)
-  recorded = out.exists() and json.loads(out.read_text()).get("command") == command
+  marker = REPO / "runs" / "bench" / b.part / f"{out.stem}_command.txt"
+  recorded = (out.exists() and json.loads(out.read_text()).get("command") == command and marker.exists()
+              and marker.read_text() == command)
   b.planned.append(Planned("speed", argv, SPEED_SECONDS["quick" if "--quick" in args else "full"], recorded))
   if b.plan_only or recorded:
     return
@@ -525,6 +537,9 @@ def part_speed(b: Bench, args: List[str], out: Path) -> None:
   proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=bench_env(), check=False)
   if proc.returncode != 0:
     b.failures.append("speed")
+  else:
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(command)
 
 
 QUICK_METHODS = ("deep_p20", "prefix_mlp", "lester_p20", "bitfit", "finetune")
