@@ -199,7 +199,6 @@ STEPS_PER_SECOND = {
 }
 # Per command: process start, tokenization, first compiles (a persistent XLA cache makes repeats cheaper).
 RUN_OVERHEAD_SECONDS = {"sst2": 35, "rte": 35, "conll2003": 60, "wnut17": 40, "squad_v1_dev_split": 150}
-EVAL_ONLY_OVERHEAD_SECONDS = 25
 # One evaluation of a split, seconds (forward passes and metrics; SQuAD: 4,913 384-token windows).
 EVAL_SECONDS = {("sst2", "validation"): 6, ("sst2", "held_out"): 4, ("rte", "validation"): 5,
                 ("rte", "held_out"): 5, ("conll2003", "validation"): 25, ("conll2003", "test"): 25,
@@ -220,8 +219,8 @@ def estimate_seconds(config: Config, evaluate_only: bool = False) -> float:
   """Estimated wall time of one configuration on an idle 2-core machine."""
   split = lambda s: "held_out" if s.startswith("train[") else s
   evals = EVAL_SECONDS.get((config.task, split(config.eval_split)), 10)
-  if evaluate_only:
-    return EVAL_ONLY_OVERHEAD_SECONDS + evals
+  if evaluate_only:  # The same start-up (the training split is loaded too), no training, one evaluation.
+    return RUN_OVERHEAD_SECONDS[config.task] + evals
   n_evals = -(-config.steps // config.eval_period)
   rate = STEPS_PER_SECOND.get(rate_key(config)) or STEPS_PER_SECOND[(config.task, "deep_p20")]
   return (RUN_OVERHEAD_SECONDS[config.task] + config.steps / rate
