@@ -68,7 +68,7 @@ METHODS = {m.key: m for m in (
     Method("lester_p20", "Prompt Tuning P=20", "lester", (("PROMPT_LENGTH", 20),), (3e-2, 1e-1)),
     Method("lester_p100", "Prompt Tuning P=100", "lester", (("PROMPT_LENGTH", 100),), (3e-2, 1e-1)),
     # Trial runs (SST-2, 100 steps, held-out accuracy): P-Tuning 3e-3 74.8%; the prefix MLP 1e-3 81.1%, 3e-3
-    # 57.0%, 1e-2 (prefix_tuning.gin's inherited default) stays at the majority class. Grids sit around those.
+    # 57.0%, 1e-2 (prefix_tuning.gin's default until it set 1e-3) stays at the majority class. Grids sit around those.
     Method("ptuning_lstm", "P-Tuning (LSTM)", "ptuning", (), (1e-3, 3e-3)),
     Method("prefix_mlp", "Prefix Tuning (MLP) = P-Tuning v2 P=20 + reparam.", "prefix_tuning",
            (("PROMPT_LENGTH", 20),), (3e-4, 1e-3)),

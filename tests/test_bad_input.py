@@ -1,4 +1,4 @@
-"""The bad input catalogue (docs/bad_input_table.md): one test per row.
+"""The bad input catalogue (README.md, "Bad input"): one test per row.
 
 Each bad input exits with status 2 and exactly one `error: ...` line that names the problem and the fix,
 never a traceback, and leaves what an earlier run saved in MODEL_DIR byte for byte as it was. The row "a
