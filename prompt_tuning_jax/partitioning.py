@@ -20,6 +20,7 @@ import gin
 import jax
 import numpy as np
 import seqio
+from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "model")
@@ -124,14 +125,7 @@ def initialize_distributed(force: bool = False) -> None:
 def param_axes(model: nn.Module, *dummy_inputs) -> Dict[str, PartitionSpec]:
   """'path/to/param' -> its logical PartitionSpec, from an abstract (no FLOPs, no memory) init of `model`."""
   boxed = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs), jax.random.key(0))["params"]
-  return {"/".join(path): spec for path, spec in
-          _flatten(nn.get_partition_spec(boxed)).items()}
-
-
-def _flatten(tree, prefix=()) -> dict:
-  if isinstance(tree, dict):
-    return {k: v for key, sub in tree.items() for k, v in _flatten(sub, prefix + (key,)).items()}
-  return {prefix: tree}
+  return traverse_util.flatten_dict(nn.get_partition_spec(boxed), sep="/")
 
 
 class CompiledByInputShape:
