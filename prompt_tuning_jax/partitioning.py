@@ -102,13 +102,14 @@ def batch_sharding(mesh: Mesh, global_batch_size: int) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data"))
 
 
-def optimizer_state_shardings(init_fn, sharded_trainable, mesh: Mesh):
-  """Shardings for init_fn(trainable) (an optax init): moments follow the sharding XLA
+def init_optimizer_state(init_fn, sharded_trainable, mesh: Mesh):
+  """init_fn(trainable) (an optax init) on the mesh -> (state, its shardings): moments follow the sharding XLA
   propagates from their parameter; scalars (step counts) are replicated."""
   replicated = NamedSharding(mesh, PartitionSpec())
   state = jax.jit(init_fn)(sharded_trainable)
-  return jax.tree.map(lambda x: x.sharding if isinstance(x.sharding, NamedSharding) and x.ndim else replicated,
-                      state)
+  shardings = jax.tree.map(lambda x: x.sharding if isinstance(x.sharding, NamedSharding) and x.ndim else replicated,
+                           state)
+  return jax.device_put(state, shardings), shardings
 
 
 def initialize_distributed(force: bool = False) -> None:
@@ -190,8 +191,7 @@ class Partitioner:
     Returns (trainable, opt_state, frozen, (trainable_shardings, opt_state_shardings, frozen_shardings))."""
     trainable_sh, frozen_sh = self.shardings(trainable, axes), self.shardings(frozen, axes)
     trainable = jax.device_put(trainable, trainable_sh)
-    opt_sh = optimizer_state_shardings(init_opt_state, trainable, self.mesh)
-    opt_state = jax.jit(init_opt_state, out_shardings=opt_sh)(trainable)
+    opt_state, opt_sh = init_optimizer_state(init_opt_state, trainable, self.mesh)
     return trainable, opt_state, jax.device_put(frozen, frozen_sh), (trainable_sh, opt_sh, frozen_sh)
 
   def batch_sharding(self, global_batch_size: int) -> NamedSharding:
