@@ -102,6 +102,17 @@ def not_run(target: str) -> str:
   return f"_Not run yet: `make {target}`._\n"
 
 
+def partial_note(results_dir: Path, part: str) -> str:
+  """A line saying how many of the part's planned commands its results file holds, when not all of them (each
+  command records once; which final commands run depends on the selection, so records are counted, not ids)."""
+  planned = len(bench.run_part(part, results_dir, plan_only=True, ignore_recorded=True).planned)
+  have = min(len(bench.load_records(results_dir / f"bench_{part}.json")), planned)
+  if have == planned:
+    return ""
+  return (f"**Partial: {have} of the {planned} planned commands have run so far**; the tables show those "
+          f"and mark the rest \"–\". `make bench-{part}` continues the part in the checkout that ran these.\n")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Plots.
 
@@ -287,6 +298,7 @@ def section_methods(results_dir: Path, plots: Plots) -> str:
   records = load_part(results_dir, "methods")
   if not records:
     return "\n".join(out + [not_run("bench-methods")])
+  out.append(partial_note(results_dir, "methods"))
   steps = {t: rs[0]["steps"] for (t,), rs in by(records, "task").items()}
   out.append(
       "Packaged all-MiniLM-L6-v2, batch 32, AdamW with linear decay to 0, no warmup. **Data**: "
@@ -333,6 +345,7 @@ def section_sequence(results_dir: Path, plots: Plots) -> str:
   records = load_part(results_dir, "sequence")
   if not records:
     return "\n".join(out + [not_run("bench-sequence")])
+  out.append(partial_note(results_dir, "sequence"))
   ner = [r for r in records if r["task"] in ("conll2003", "wnut17")]
   if ner:
     out.append("NER: entity-level micro F1 (seqeval). The learning rate is chosen on dev (one seed, the dev F1 "
@@ -379,6 +392,7 @@ def section_ablations(results_dir: Path, plots: Plots) -> str:
   records = load_part(results_dir, "ablations")
   if not records:
     return "\n".join(out + [not_run("bench-ablations")])
+  out.append(partial_note(results_dir, "ablations"))
   r0 = records[0]
   seeds = sorted({r["seed"] for r in records})
   out.append(f"Deep prompts on SST-2 (shipped subsample, trained on `train[:-1000]`), {r0['steps']} steps, learning "
