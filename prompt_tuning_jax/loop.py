@@ -32,6 +32,13 @@ from prompt_tuning_jax.train_step import nonfinite_counts
 _DATA_SETTINGS = {"seed": "RANDOM_SEED", "batch_size": "BATCH_SIZE", "examples": "the training data"}
 
 
+def use_hardware_rng(enabled: bool) -> None:
+  """USE_HARDWARE_RNG (t5x's switch): True draws parameter initialisation and dropout from 'unsafe_rbg'
+  (XLA's RngBitGenerator), much cheaper than the default threefry for dropout masks on long sequences,
+  but reproducible only on the same mesh; False restores threefry. Set before any key is made."""
+  jax.config.update("jax_default_prng_impl", "unsafe_rbg" if enabled else "threefry2x32")
+
+
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss; nothing after the last good step was saved."""
 

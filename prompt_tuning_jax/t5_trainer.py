@@ -176,7 +176,8 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
                   beam_size: int = 1,
                   init_trainable_from: Optional[str] = None,
                   skip_nonfinite_updates: bool = False,
-                  max_consecutive_nonfinite: int = 5) -> dict:
+                  max_consecutive_nonfinite: int = 5,
+                  use_hardware_rng: bool = False) -> dict:
   """Trains the prompt of `model` on the text-to-text task `task_name`; returns results.json's dict.
 
   Args:
@@ -200,10 +201,12 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
       optimizer state and schedule unchanged; counted in metrics.jsonl's skipped_updates) instead of stopping.
     max_consecutive_nonfinite: with skip_nonfinite_updates, more than this many in a row stop training (the last
       good checkpoint stays).
+    use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
 
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   started = time.perf_counter()
+  loop.use_hardware_rng(use_hardware_rng)
   partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
   partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
   model_dir = prepare_model_dir(model_dir)

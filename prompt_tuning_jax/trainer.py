@@ -206,7 +206,8 @@ def train(model_dir: str = gin.REQUIRED,
           skip_nonfinite_updates: bool = False,
           max_consecutive_nonfinite: int = 5,
           eval_task_name: Optional[str] = None,
-          remat: bool = False) -> dict:
+          remat: bool = False,
+          use_hardware_rng: bool = False) -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   Args:
@@ -237,10 +238,12 @@ def train(model_dir: str = gin.REQUIRED,
       eval_split='test' after training on 'rte').
     remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory, ~1/3 more
       compute).
+    use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
 
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   started = time.perf_counter()
+  loop.use_hardware_rng(use_hardware_rng)
   partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
   partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
   model_dir = prepare_model_dir(model_dir)

@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from prompt_tuning_jax import tasks, trainable, trainer, train as cli
+from prompt_tuning_jax import loop, tasks, trainable, trainer, train as cli
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt
@@ -58,7 +58,8 @@ from prompt_tuning_jax.train_step import TrainState, make_eval_step, make_train_
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # (key, label, gin method file, bindings): the methods of the methods part, plus P-Tuning v2 at P=100 and with
-# prompts on the top/bottom 3 layers only (the depth ablation's cost side).
+# prompts on the top/bottom 3 layers only (the depth ablation's cost side), and two with USE_HARDWARE_RNG (dropout
+# masks from 'unsafe_rbg' instead of threefry, whose cost grows with the attention's [T, P + T] masks).
 METHODS = (
     ("finetune", "Fine-tuning", "finetune", {}),
     ("bitfit", "BitFit", "bitfit", {}),
@@ -71,6 +72,10 @@ METHODS = (
     ("deep_p20_top3", "P-Tuning v2 P=20, top 3 layers", "deep_prompt", {"PROMPT_LENGTH": 20, "PROMPT_LAYERS": "top 3"}),
     ("deep_p20_bottom3", "P-Tuning v2 P=20, bottom 3 layers", "deep_prompt",
      {"PROMPT_LENGTH": 20, "PROMPT_LAYERS": "bottom 3"}),
+    ("deep_p20_hwrng", "P-Tuning v2 P=20, USE_HARDWARE_RNG", "deep_prompt",
+     {"PROMPT_LENGTH": 20, "USE_HARDWARE_RNG": True}),
+    ("lester_p100_hwrng", "Prompt Tuning P=100, USE_HARDWARE_RNG", "lester",
+     {"PROMPT_LENGTH": 100, "USE_HARDWARE_RNG": True}),
 )
 
 def method_spec(key: str):
@@ -237,6 +242,7 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
   """Builds the method as the trainer does and times its compiled train step."""
   config, backbone_params = backbone
   train_bindings = configure(method_gin, bindings)
+  loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
   model = trainer.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
   params = trainer.init_params(model, backbone_params, seed=0, input_shape=(1, length))
@@ -287,6 +293,7 @@ def bench_mixed_tasks(backbone, batch: int, length: int, warmup: int, steps: int
       ("bank_mixed_tasks", {f"task{i}": info for i in range(MIXED_TASKS)}, "per_task",
        np.arange(batch) % MIXED_TASKS)):
     train_bindings = configure("deep_prompt", {"PROMPT_LENGTH": 20})
+    loop.use_hardware_rng(train_bindings["use_hardware_rng"])
     model = trainer.build_model(train_bindings["model_cls"], config, infos, multitask, 1)
     params = trainer.init_params(model, backbone_params, seed=0, input_shape=(1, length))
     trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])

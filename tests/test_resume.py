@@ -162,6 +162,25 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(uninterrupte
   assert [r["skipped_updates"] for r in other] == [0, 0, 0]  # The option reaches the loop; nothing to skip.
 
 
+
+def test_use_hardware_rng_is_reproducible_on_one_mesh_and_draws_another_stream(uninterrupted, data_dir, tmp_path):
+  """USE_HARDWARE_RNG=True (t5x's switch to 'unsafe_rbg'): two runs agree exactly, their dropout differs from the
+  default threefry run's, and the next run without it is back on threefry."""
+  flags = lambda name, *more: cli_flags(tmp_path / name, data_dir, "--gin.TRAIN_STEPS=3", *more)
+  try:
+    for name in ("rbg_a", "rbg_b"):
+      assert main_here(flags(name, "--gin.USE_HARDWARE_RNG=True")) == 0
+      assert jax.config.jax_default_prng_impl == "unsafe_rbg"
+    rbg = logged_losses(tmp_path / "rbg_a")
+    assert rbg == logged_losses(tmp_path / "rbg_b") and len(rbg) == 3
+    assert main_here(flags("threefry")) == 0
+    assert jax.config.jax_default_prng_impl == "threefry2x32"
+    threefry = logged_losses(tmp_path / "threefry")
+    assert threefry[1] == logged_losses(uninterrupted)[1]  # Step 1 precedes any update: same init and dropout.
+    assert all(rbg[s] != threefry[s] for s in (1, 2, 3))
+  finally:
+    loop.use_hardware_rng(False)
+
 def t5_run(model_dir, data_dir, train_steps, *more) -> int:
   """The tiny T5's prompt trained from the command line in this process."""
   return main_here(["--gin_file=models/t5_1_1_tiny_prompt.gin", "--gin_file=runs/prompt_finetune.gin",
