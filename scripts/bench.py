@@ -231,8 +231,8 @@ def estimate_seconds(config: Config, evaluate_only: bool = False) -> float:
 # Running and recording.
 
 
-def load_records(path: Path) -> Dict[str, dict]:
-  if not path.exists():
+def load_records(path: Optional[Path]) -> Dict[str, dict]:
+  if path is None or not path.exists():
     return {}
   return {r["id"]: r for r in json.loads(path.read_text())["runs"]}
 
@@ -267,7 +267,7 @@ class Planned:
 class Bench:
   """Runs configurations of one part and records them; `plan_only` estimates instead of running."""
 
-  def __init__(self, part: str, results_path: Path, plan_only: bool = False, keep_checkpoints: bool = False,
+  def __init__(self, part: str, results_path: Optional[Path], plan_only: bool = False, keep_checkpoints: bool = False,
                ignore_recorded: bool = False):
     self.part, self.path, self.plan_only, self.keep_checkpoints = part, results_path, plan_only, keep_checkpoints
     self.records = {} if ignore_recorded else load_records(results_path)
@@ -566,7 +566,9 @@ QUICK_STEPS = 200
 def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bool = False,
              ignore_recorded: bool = False) -> Bench:
   name = "quick_methods" if part == "quick" else part
-  b = Bench(part, results_dir / f"bench_{name}.json", plan_only, keep_checkpoints, ignore_recorded)
+  # The speed part records nothing run by run: its one file is bench_speed.py's own output, not a list of runs.
+  runs_path = None if part == "speed" else results_dir / f"bench_{name}.json"
+  b = Bench(part, runs_path, plan_only, keep_checkpoints, ignore_recorded)
   if part == "methods":
     part_methods(b, METHOD_STEPS)
   elif part == "sequence":

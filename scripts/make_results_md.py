@@ -342,7 +342,6 @@ def section_methods(results_dir: Path, plots: Plots) -> str:
 
 
 def section_sequence(results_dir: Path, plots: Plots) -> str:
-  del plots
   out = ["## 2. Sequence labelling and extractive QA\n"]
   records = load_part(results_dir, "sequence")
   if not records:
@@ -372,7 +371,18 @@ def section_sequence(results_dir: Path, plots: Plots) -> str:
                 fmt_ms([r["value"] for r in test], 2) if test else "–"]
       rows.append(row)
     out.append(table(headers, rows))
-    out.append("")
+    out.append("\nA two-value learning-rate grid only says which of two rates is better, as in part 1.\n")
+    out.append(selection_table(ner))
+    tests = [(f"{t} / {label(r['method'])}", r["value"]) for t in tasks for m in bench.SEQUENCE_METHODS
+             for r in ner if r["task"] == t and r["method"] == m and r["stage"] == "final"]
+    if tests:
+      out.append(plots.bars([name for name, _ in tests], [v for _, v in tests], "test entity F1 (seqeval, micro)",
+                            "NER: test F1 at the chosen learning rate", "sequence_ner_test_f1.png"))
+    for t in tasks:
+      chosen = {label(r["method"]): r for r in ner if r["task"] == t and r["stage"] == "final"}
+      if chosen:
+        out.append(plots.curves(chosen, f"sequence_training_curves_{t}.png", f"{t} (chosen LR, seed 0)",
+                                "dev F1"))
   qa = [r for r in records if r["task"] == "squad_v1_dev_split"]
   if qa:
     out.append(f"\nExtractive QA: **{bench.TASKS['squad_v1_dev_split'].data_note}**. 384-token windows, stride 128; "
@@ -530,14 +540,16 @@ def section_speed(results_dir: Path, plots: Plots) -> str:
 
 def verdict(diff: float, noise: float, expected_sign: Optional[int]) -> str:
   """expected_sign +1/-1 (a is better/worse than b): 'holds' beyond the noise that way, 'does not hold' beyond
-  it the other way, else 'within noise'. 0 (a matches b): 'holds' within the noise, else 'does not hold'.
+  it the other way, else 'within noise'. 0 (a matches b): 'holds' within the noise or when a is higher (it
+  matches or beats b), else 'does not hold'.
   None (no direction claimed): what happened."""
   within = abs(diff) <= noise
   if expected_sign is None:
     return "no difference beyond noise" if within else ("higher" if diff > 0 else "lower")
   if expected_sign == 0:
-    return ("holds (within noise)" if within else
-            f"does not hold ({'higher' if diff > 0 else 'lower'} by {abs(diff):.1f})")
+    if within:
+      return "holds (within noise)"
+    return f"holds (higher by {diff:.1f})" if diff > 0 else f"does not hold (lower by {-diff:.1f})"
   if within:
     return "within noise"
   return "holds" if diff * expected_sign > 0 else "does not hold"
@@ -568,7 +580,9 @@ def section_trends(results_dir: Path) -> str:
   def claim(text, a, b, sign, what):
     if a and b:
       diff, noise = compare(a, b)
-      rows.append([text, f"{what}: {diff:+.1f} points", verdict(diff, noise, sign)])
+      # One run a side measures no spread: the 1-point floor is then a guess, and the row says so.
+      single = " (one run each: spread not measured)" if min(len(a), len(b)) == 1 else ""
+      rows.append([text, f"{what}: {diff:+.1f} points{single}", verdict(diff, noise, sign)])
 
   for t in ("sst2", "rte"):
     claim(f"P-Tuning v2 matches fine-tuning ({t.upper()})", values(methods, t, "deep_p20"),
@@ -618,7 +632,7 @@ def section_trends(results_dir: Path) -> str:
   for t in ("conll2003", "wnut17"):
     claim(f"P-Tuning v2 matches fine-tuning on NER ({t})", values(sequence, t, "deep_p100"),
           values(sequence, t, "finetune"), 0, "test F1, PT-2 P=100 − fine-tuning")
-    claim(f"Prompt Tuning fails on NER ({t})", values(sequence, t, "deep_p100"), values(sequence, t, "lester_p100"),
+    claim(f"P-Tuning v2 beats Prompt Tuning on NER ({t})", values(sequence, t, "deep_p100"), values(sequence, t, "lester_p100"),
           +1, "test F1, PT-2 − Prompt Tuning")
   qa = {r["method"]: r["eval_metrics"].get("f1") for r in sequence if r["task"] == "squad_v1_dev_split"}
   if "deep_p100" in qa and "finetune" in qa:

@@ -53,3 +53,24 @@ def test_every_command_parses_as_the_cli_would(planned, clean_gin):
       for key, value in bindings.items():  # every --gin.KEY=VALUE arrived as that Python value
         query = key if "." in key else f"%{key}"
         assert gin.query_parameter(query) == ast.literal_eval(value), (planned_command.id, key)
+
+
+def test_speed_part_plans_next_to_its_own_results_file(tmp_path):
+  # bench_speed.json is bench_speed.py's output, not a list of runs: planning beside one must not read it as one.
+  (tmp_path / "bench_speed.json").write_text('{"command": "an older command", "methods": []}')
+  (planned,) = bench.run_part("speed", tmp_path, plan_only=True).planned
+  assert planned.id == "speed" and not planned.recorded
+
+
+def test_paper_trend_verdicts_on_hand_computed_differences():
+  import make_results_md as report  # pylint: disable=g-import-not-at-top
+  # a = 80, 82, 84 (mean 82, std 2), b = 78 (one run): difference 4; 2 standard errors = 2 * 2 / sqrt(3) = 2.31.
+  diff, noise = report.compare([80.0, 82.0, 84.0], [78.0])
+  assert diff == pytest.approx(4.0) and noise == pytest.approx(4 / 3 ** 0.5)
+  assert report.compare([70.0], [70.5]) == (pytest.approx(-0.5), 1.0)  # the 1-point floor
+  assert report.verdict(4.4, 1.0, 0) == "holds (higher by 4.4)"  # "matches" includes "beats"
+  assert report.verdict(-11.6, 1.0, 0) == "does not hold (lower by 11.6)"
+  assert report.verdict(0.8, 1.0, 0) == "holds (within noise)"
+  assert report.verdict(0.8, 1.0, +1) == "within noise"
+  assert report.verdict(-2.0, 1.0, +1) == "does not hold"
+  assert report.verdict(3.0, 1.0, None) == "higher"
