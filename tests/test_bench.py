@@ -74,3 +74,24 @@ def test_paper_trend_verdicts_on_hand_computed_differences():
   assert report.verdict(0.8, 1.0, +1) == "within noise"
   assert report.verdict(-2.0, 1.0, +1) == "does not hold"
   assert report.verdict(3.0, 1.0, None) == "higher"
+
+
+def test_ablation_trends_on_hand_made_records(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import make_results_md as report  # pylint: disable=g-import-not-at-top
+  run = lambda value, **meta: {"value": value, "meta": meta, "majority_class_accuracy": 50.0}
+  runs = ([run(v, prompt_length=1) for v in (70.0, 71.0, 72.0)] +
+          [run(v, prompt_length=20, reparameterization=False) for v in (79.0, 80.0, 81.0)] +
+          [run(v, prompt_length=100) for v in (80.0, 80.5, 81.0)] +
+          [run(v, reparameterization=True) for v in (50.0, 82.0, 83.0)])
+  (tmp_path / "bench_ablations.json").write_text(json.dumps({"runs": runs}))
+  assert report.along(runs, "prompt_length") == {1: [70.0, 71.0, 72.0], 20: [79.0, 80.0, 81.0],
+                                                 100: [80.0, 80.5, 81.0]}
+  rows = {line.split(" | ")[0].lstrip("| "): line for line in report.section_trends(tmp_path).splitlines()}
+  # The best short prompt (P=20, mean 80) against the best long one (P=100, mean 80.5): -0.5 is within 1 point.
+  short = rows["Simple classification needs only a short prompt: the best P ≤ 20 matches the best P > 20"]
+  assert "P=20 − P=100: -0.5 points" in short and "holds (within noise)" in short
+  # With the MLP 71.67, without 80: -8.3, but the std of (50, 82, 83) is 18.8, so 2 standard errors exceed it.
+  reparam = rows["MLP reparameterization: no consistent effect (SST-2 ablation)"]
+  assert "(1 of 3 MLP runs stayed at the majority class): -8.3 points" in reparam
+  assert "no difference beyond noise" in reparam
