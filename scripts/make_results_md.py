@@ -104,6 +104,12 @@ def along(records: Sequence[dict], name: str) -> Dict[object, List[float]]:
           for value in sorted({r["meta"][name] for r in records if name in r["meta"]})}
 
 
+def at_majority_class(record: dict) -> bool:
+  """A classification run that did not learn: its accuracy is the majority class's (within half a point)."""
+  majority = record.get("majority_class_accuracy")
+  return majority is not None and record["value"] <= majority + 0.5
+
+
 def not_run(target: str) -> str:
   return f"_Not run yet: `make {target}`._\n"
 
@@ -278,7 +284,7 @@ def section_quick(results_dir: Path, plots: Plots) -> str:
       "results.\n")
   if records:
     majority = records[0].get("majority_class_accuracy")
-    stuck = lambda r: " (majority class: did not learn at this lr)" if majority and r["value"] <= majority + 0.5 else ""
+    stuck = lambda r: " (majority class: did not learn at this lr)" if at_majority_class(r) else ""
     rows = [[label(r["method"]), f"{r['value']:.2f}{stuck(r)}",
              f"{r['learning_rate']:g}" if r.get("learning_rate") else "–",
              f"{r['trainable']:,}", fmt_share(r["share_of_backbone_percent"]),
@@ -439,15 +445,16 @@ def section_ablations(results_dir: Path, plots: Plots) -> str:
     out.append("\n" + plots.lines({"top k layers": list(top.items()), "bottom k layers": list(bottom.items())},
                                   "layers with prompts, k", "validation accuracy %",
                                   "SST-2: accuracy vs prompt depth", "ablation_depth.png", baseline=majority))
-  reparam = along(records, "reparameterization")
-  if reparam:
+  reparam = {flag: [r for r in records if r["meta"].get("reparameterization") is flag] for flag in (False, True)}
+  if any(reparam.values()):
     out.append("**Reparameterization** (P=20, all layers): the prefix table trained directly vs produced by "
                "the MLP (Embedding(P, 384) → 512 → tanh → 2·6·384, collapsed for export).\n")
-    per_seed = lambda vs: ", ".join(f"{v:.2f}" + (" (majority class)" if v == majority else "") for v in vs)
+    per_seed = lambda rs: ", ".join(f"{r['value']:.2f}" + (" (majority class)" if at_majority_class(r) else "")
+                                    for r in rs)
     out.append(table(["MLP reparameterization", "accuracy %", "per seed"],
-                     [["on" if k else "off", fmt_ms(v), per_seed(v)] for k, v in reparam.items()]))
-    stuck = [r for r in records if r["meta"].get("reparameterization") is True and r["value"] == majority]
-    for r in stuck:
+                     [["on" if flag else "off", fmt_ms([r["value"] for r in rs]), per_seed(rs)]
+                      for flag, rs in reparam.items() if rs]))
+    for r in filter(at_majority_class, reparam[True]):
       losses = [loss for step, loss in r["curve"]["train_loss"] if step > r["steps"] - 100]
       out.append(f"\n`{r['id']}` ended at the majority class: it predicts one label, and its training loss over "
                  f"the last 100 steps averaged {statistics.mean(losses):.3f} (chance: ln 2 = 0.693; the curve is "
@@ -632,8 +639,7 @@ def section_trends(results_dir: Path) -> str:
   claim("Prompts on every layer beat prompts on fewer layers", deep_all, top + bottom, +1,
         "all 6 layers − mean over k < 6")
   reparam = along(ablations, "reparameterization")
-  majority = ablations[0].get("majority_class_accuracy") if ablations else None
-  stuck = sum(v == majority for v in reparam.get(True, []))
+  stuck = sum(at_majority_class(r) for r in ablations if r["meta"].get("reparameterization") is True)
   claim("MLP reparameterization: no consistent effect (SST-2 ablation)", reparam.get(True), reparam.get(False),
         None, "with MLP − without" + (f" ({stuck} of {len(reparam[True])} MLP runs stayed at the majority class)"
                                       if stuck else ""))
