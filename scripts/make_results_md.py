@@ -98,10 +98,15 @@ def by(records: Sequence[dict], *keys: str) -> Dict[tuple, List[dict]]:
   return out
 
 
-def along(records: Sequence[dict], name: str) -> Dict[object, List[float]]:
-  """An ablation axis: each value of meta[name], in order, with the values of the runs that set it."""
-  return {value: [r["value"] for r in records if r["meta"].get(name) == value]
+def runs_along(records: Sequence[dict], name: str) -> Dict[object, List[dict]]:
+  """An ablation axis: each value of meta[name], in order, with the runs that set it."""
+  return {value: [r for r in records if r["meta"].get(name) == value]
           for value in sorted({r["meta"][name] for r in records if name in r["meta"]})}
+
+
+def along(records: Sequence[dict], name: str) -> Dict[object, List[float]]:
+  """runs_along with each run's metric value."""
+  return {value: [r["value"] for r in rs] for value, rs in runs_along(records, name).items()}
 
 
 def at_majority_class(record: dict) -> bool:
@@ -445,16 +450,16 @@ def section_ablations(results_dir: Path, plots: Plots) -> str:
     out.append("\n" + plots.lines({"top k layers": list(top.items()), "bottom k layers": list(bottom.items())},
                                   "layers with prompts, k", "validation accuracy %",
                                   "SST-2: accuracy vs prompt depth", "ablation_depth.png", baseline=majority))
-  reparam = {flag: [r for r in records if r["meta"].get("reparameterization") is flag] for flag in (False, True)}
-  if any(reparam.values()):
+  reparam = runs_along(records, "reparameterization")
+  if reparam:
     out.append("**Reparameterization** (P=20, all layers): the prefix table trained directly vs produced by "
                "the MLP (Embedding(P, 384) → 512 → tanh → 2·6·384, collapsed for export).\n")
     per_seed = lambda rs: ", ".join(f"{r['value']:.2f}" + (" (majority class)" if at_majority_class(r) else "")
                                     for r in rs)
     out.append(table(["MLP reparameterization", "accuracy %", "per seed"],
                      [["on" if flag else "off", fmt_ms([r["value"] for r in rs]), per_seed(rs)]
-                      for flag, rs in reparam.items() if rs]))
-    for r in filter(at_majority_class, reparam[True]):
+                      for flag, rs in reparam.items()]))
+    for r in filter(at_majority_class, reparam.get(True, [])):
       losses = [loss for step, loss in r["curve"]["train_loss"] if step > r["steps"] - 100]
       out.append(f"\n`{r['id']}` ended at the majority class: it predicts one label, and its training loss over "
                  f"the last 100 steps averaged {statistics.mean(losses):.3f} (chance: ln 2 = 0.693; the curve is "
@@ -630,25 +635,25 @@ def section_trends(results_dir: Path) -> str:
   if short is not None and long is not None:
     claim("Simple classification needs only a short prompt: the best P ≤ 20 matches the best P > 20",
           lengths[short], lengths[long], 0, f"P={short} − P={long}")
-  fewer = lambda side: [r["value"] for r in ablations if r["meta"].get(f"depth_{side}", bench.NUM_LAYERS) <
-                        bench.NUM_LAYERS]
+  fewer = lambda side: [v for k, vs in along(ablations, f"depth_{side}").items() if k < bench.NUM_LAYERS for v in vs]
   top, bottom = fewer("top"), fewer("bottom")
   claim("Prompts on the top layers beat the same number on the bottom layers", top, bottom, +1,
         "mean over k < 6 of top k − bottom k")
-  deep_all = [r["value"] for r in ablations if r["meta"].get("depth_top") == bench.NUM_LAYERS]
+  deep_all = along(ablations, "depth_top").get(bench.NUM_LAYERS, [])
   claim("Prompts on every layer beat prompts on fewer layers", deep_all, top + bottom, +1,
         "all 6 layers − mean over k < 6")
-  reparam = along(ablations, "reparameterization")
-  stuck = sum(at_majority_class(r) for r in ablations if r["meta"].get("reparameterization") is True)
-  claim("MLP reparameterization: no consistent effect (SST-2 ablation)", reparam.get(True), reparam.get(False),
-        None, "with MLP − without" + (f" ({stuck} of {len(reparam[True])} MLP runs stayed at the majority class)"
-                                      if stuck else ""))
+  reparam = runs_along(ablations, "reparameterization")
+  with_mlp, without = reparam.get(True, []), reparam.get(False, [])
+  stuck = sum(map(at_majority_class, with_mlp))
+  note = f" ({stuck} of {len(with_mlp)} MLP runs stayed at the majority class)" if stuck else ""
+  claim("MLP reparameterization: no consistent effect (SST-2 ablation)", [r["value"] for r in with_mlp],
+        [r["value"] for r in without], None, "with MLP − without" + note)
   # Sequence tasks.
   for t in ("conll2003", "wnut17"):
     claim(f"P-Tuning v2 matches fine-tuning on NER ({t})", values(sequence, t, "deep_p100"),
           values(sequence, t, "finetune"), 0, "test F1, PT-2 P=100 − fine-tuning")
-    claim(f"P-Tuning v2 beats Prompt Tuning on NER ({t})", values(sequence, t, "deep_p100"), values(sequence, t, "lester_p100"),
-          +1, "test F1, PT-2 − Prompt Tuning")
+    claim(f"P-Tuning v2 beats Prompt Tuning on NER ({t})", values(sequence, t, "deep_p100"),
+          values(sequence, t, "lester_p100"), +1, "test F1, PT-2 − Prompt Tuning")
   qa_f1 = lambda method: [r["eval_metrics"]["f1"] for r in sequence
                           if r["task"] == "squad_v1_dev_split" and r["method"] == method]
   claim("P-Tuning v2 matches fine-tuning on extractive QA", qa_f1("deep_p100"), qa_f1("finetune"), 0,
@@ -681,8 +686,9 @@ def section_estimates(results_dir: Path) -> str:
     if speed:
       runs, seconds = measured.get(part, (0, 0.0))
       measured[part] = (runs + 1, seconds + speed["wall_seconds"])
+  done = lambda runs, seconds: f"{runs} command{'s' * (runs != 1)}, {fmt_seconds(seconds)}"
   rows = [[f"`make bench-{part}`", n, fmt_seconds(s) + (" + the venv install (2-3 min)" if part == "quick" else ""),
-           f"{measured[part][0]} command{'s' * (measured[part][0] != 1)}, {fmt_seconds(measured[part][1])}" if part in measured else "–"]
+           done(*measured[part]) if part in measured else "–"]
           for part, (n, s) in estimates.items()]
   rate_rows = [[t, label(m) if m in bench.METHODS else m.replace("deep_p", "P-Tuning v2 P="), f"{r:.2f}"]
                for (t, m), r in bench.STEPS_PER_SECOND.items()]
