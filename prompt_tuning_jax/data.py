@@ -12,7 +12,7 @@ choice trains on batches of each.
 """
 
 import dataclasses
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -158,24 +158,25 @@ def shape_groups(examples: Examples) -> List[np.ndarray]:
   return [np.asarray(g) for g in groups.values()]
 
 
-class TrainBatches:
-  """Endless shuffled batches; batch s is determined by (seed, s).
+class BatchOrder:
+  """Endless shuffled batches of example indices; batch s is determined by (seed, s). Both data paths
+  (encoder examples here, text-to-text examples in seq2seq_data) train in this order; a subclass pads the
+  examples at an index into its batch (`pad`).
 
-  Each epoch shuffles the examples of each input shape, sorts each window of `group_batches`
-  batches by length, cuts it into batches and shuffles the order of all batches (HF's
+  Each epoch shuffles the examples of each group (examples of one input shape), sorts each window of
+  `group_batches` batches by length, cuts it into batches and shuffles the order of all batches (HF's
   group_by_length). group_batches=1 gives plain shuffled batches.
   """
 
-  def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int, group_batches: int = 50):
-    self.groups = shape_groups(examples)
-    for group in self.groups:
+  def __init__(self, groups: Sequence[np.ndarray], lengths: np.ndarray, batch_size: int, seed: int,
+               group_batches: int = 50, describe_group: Callable[[np.ndarray], str] = lambda group: ""):
+    for group in groups:
       if len(group) < batch_size:
-        shape = "" if len(self.groups) == 1 else f" of input shape {examples.input_ids[group[0]].shape[:-1]}+(T,)"
-        raise ValueError(f"the training split has {len(group)} examples{shape}, fewer than BATCH_SIZE={batch_size}.")
-    self.examples, self.batch_size, self.seed, self.group_batches = examples, batch_size, seed, group_batches
-    self.buckets = bucket_lengths(max_length)
+        raise ValueError(f"the training split has {len(group)} examples{describe_group(group)}, fewer than "
+                         f"BATCH_SIZE={batch_size}.")
+    self.groups, self.batch_size, self.seed, self.group_batches = list(groups), batch_size, seed, group_batches
     self.steps_per_epoch = sum(len(g) // batch_size for g in self.groups)
-    self._lengths = examples.lengths()
+    self._lengths = np.asarray(lengths)
     self._epoch, self._batches = -1, None
 
   def epoch_batches(self, epoch: int) -> np.ndarray:
@@ -190,17 +191,48 @@ class TrainBatches:
       batches.append(order.reshape(-1, self.batch_size))
     return np.concatenate(batches)[rng.permutation(self.steps_per_epoch)]
 
-  def batch(self, step: int) -> Batch:
+  def indices(self, step: int) -> np.ndarray:
+    """[B] the example indices of batch `step`."""
     epoch, i = divmod(step, self.steps_per_epoch)
     if epoch != self._epoch:
       self._epoch, self._batches = epoch, self.epoch_batches(epoch)
-    return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
+    return self._batches[i]
+
+  def batch(self, step: int) -> Batch:
+    return self.pad(self.indices(step))
+
+  def pad(self, index: np.ndarray) -> Batch:
+    raise NotImplementedError
 
   def state_dict(self, position: int) -> Dict[str, int]:
     """The iterator state a checkpoint records, `position` being the index of the next batch: batches from
     batch(position) on are those an uninterrupted run sees when seed, batch size and examples match."""
-    return {"seed": int(self.seed), "batch_size": int(self.batch_size), "examples": len(self.examples),
+    return {"seed": int(self.seed), "batch_size": int(self.batch_size), "examples": int(len(self._lengths)),
             "position": int(position)}
+
+
+class TrainBatches(BatchOrder):
+  """Encoder train batches (pad_batch) in BatchOrder's order; a group is the examples of one input shape."""
+
+  def __init__(self, examples: Examples, batch_size: int, max_length: int, seed: int, group_batches: int = 50):
+    groups = shape_groups(examples)
+    describe = lambda group: ("" if len(groups) == 1 else
+                              f" of input shape {examples.input_ids[group[0]].shape[:-1]}+(T,)")
+    super().__init__(groups, examples.lengths(), batch_size, seed, group_batches, describe)
+    self.examples, self.buckets = examples, bucket_lengths(max_length)
+
+  def pad(self, index: np.ndarray) -> Batch:
+    return pad_batch(self.examples, index, self.buckets, self.batch_size)
+
+
+def indexed_batches(lengths: Sequence[int], batch_size: int,
+                    pad: Callable[[np.ndarray], Batch]) -> Iterator[Tuple[np.ndarray, Batch]]:
+  """(example indices, batch) covering every example once, shortest first (little padding); the last batch
+  is padded with empty rows, which the index leaves out. Evaluation of both data paths batches this way."""
+  order = np.argsort(np.asarray(lengths), kind="stable")
+  for start in range(0, len(order), batch_size):
+    index = order[start:start + batch_size]
+    yield index, pad(index)
 
 
 def eval_order(examples: Examples) -> np.ndarray:
@@ -210,6 +242,11 @@ def eval_order(examples: Examples) -> np.ndarray:
 
 def eval_batches(examples: Examples, batch_size: int, max_length: int) -> Iterator[Batch]:
   """Every example once, in `eval_order`; the last batch padded with zero-weight rows."""
-  buckets, order = bucket_lengths(max_length), eval_order(examples)
-  for start in range(0, len(examples), batch_size):
-    yield pad_batch(examples, order[start:start + batch_size], buckets, batch_size)
+  return (batch for _, batch in indexed_eval_batches(examples, batch_size, max_length))
+
+
+def indexed_eval_batches(examples: Examples, batch_size: int, max_length: int) -> Iterator[Tuple[np.ndarray, Batch]]:
+  """(example indices, batch) of `eval_batches`."""
+  buckets = bucket_lengths(max_length)
+  return indexed_batches(examples.lengths(), batch_size,
+                         lambda index: pad_batch(examples, index, buckets, batch_size))

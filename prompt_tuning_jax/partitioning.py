@@ -1,9 +1,5 @@
-"""Logical axis names, the rules mapping them onto a ('data', 'model') mesh, and the
-Partitioner that places a training run on that mesh.
-
-Every parameter is created with `nn.with_logical_partitioning(init, AXES)` using the
-names below; the rules follow t5x. Prompt axes are always replicated: prompts are tiny
-and every device needs all of them.
+"""The Partitioner that places a training run on a ('data', 'model') mesh by the parameters'
+logical axes (axes.py: the names and t5x's rules that map them onto the mesh).
 
 Multi-host: `initialize_distributed` calls `jax.distributed.initialize()` when the
 environment asks for it (JAX_COORDINATOR_ADDRESS, or a detected cluster with
@@ -23,37 +19,9 @@ import seqio
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES, with_axes  # pylint: disable=unused-import
+
 MESH_AXES = ("data", "model")
-
-LOGICAL_AXIS_RULES = (
-    ("batch", "data"),
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("joined_kv", "model"),
-    ("embed", None),
-    ("kv", None),
-    ("length", None),
-    ("abspos", None),
-    ("token_types", None),
-    ("layers", None),
-    ("relpos_buckets", None),
-    ("classes", None),
-    ("tasks", None),
-    # Prompt axes: replicated.
-    ("prompt_length", None),
-    ("prompt_layers", None),
-    ("prompt_kv", None),
-    ("prompt_heads", None),
-    ("prompt_head_dim", None),
-    ("prompt_embed", None),
-    ("prompt_mlp", None),
-)
-
-
-def with_axes(init, *axes):
-  """An initializer that records logical axis names on the parameter it makes."""
-  return nn.with_logical_partitioning(init, axes)
 
 
 def make_mesh(num_partitions: int = 1, mesh_shape: Optional[Tuple[int, int]] = None, devices=None) -> Mesh:

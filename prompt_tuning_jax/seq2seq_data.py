@@ -3,13 +3,13 @@
 Examples come from a seqio task ('inputs', 'targets' with EOS) or from a text file of
 inputs (inference). Inputs and targets are each padded to one of a few bucket lengths
 (data.bucket_lengths), so a run compiles a handful of programs. Train batches are a pure
-function of (seed, step) in the encoder trainer's order (data.TrainBatches: shuffled per
+function of (seed, step) in the encoder trainer's order (data.BatchOrder: shuffled per
 epoch, grouped by input length), so a resumed run sees the batches it would have seen.
 """
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -84,37 +84,23 @@ def feature_buckets(feature_lengths: Mapping[str, int]) -> Dict[str, List[int]]:
           "targets": data.bucket_lengths(int(feature_lengths["targets"]), smallest=8)}
 
 
-class TrainBatches:
-  """Endless batches; batch s is determined by (seed, s), in data.TrainBatches' order."""
+class TrainBatches(data.BatchOrder):
+  """Endless text-to-text batches in data.BatchOrder's order (one group, ordered by input length)."""
 
   def __init__(self, examples: TextExamples, batch_size: int, feature_lengths: Mapping[str, int], seed: int):
-    # data.TrainBatches only orders examples (by their input lengths): view these as its Examples.
-    view = data.Examples(examples.inputs, examples.inputs, np.zeros(len(examples), np.int32))
-    self._order = data.TrainBatches(view, batch_size, int(feature_lengths["inputs"]), seed)
-    self.examples, self.batch_size, self.buckets = examples, batch_size, feature_buckets(feature_lengths)
-    self._epoch: Optional[int] = None
-    self._batches: Optional[np.ndarray] = None
+    super().__init__([np.arange(len(examples))], [len(x) for x in examples.inputs], batch_size, seed)
+    self.examples, self.buckets = examples, feature_buckets(feature_lengths)
 
-  def batch(self, step: int) -> Batch:
-    epoch, i = divmod(step, self._order.steps_per_epoch)
-    if epoch != self._epoch:
-      self._epoch, self._batches = epoch, self._order.epoch_batches(epoch)
-    return pad_batch(self.examples, self._batches[i], self.buckets, self.batch_size)
-
-  def state_dict(self, position: int) -> Dict[str, int]:
-    """The iterator state a checkpoint records (data.TrainBatches.state_dict: the order is that one's)."""
-    return self._order.state_dict(position)
+  def pad(self, index: np.ndarray) -> Batch:
+    return pad_batch(self.examples, index, self.buckets, self.batch_size)
 
 
 def eval_batches(examples: TextExamples, batch_size: int,
                  feature_lengths: Mapping[str, int]) -> Iterator[tuple]:
-  """(example indices, batch) covering every example once, shortest inputs first; the last
-  batch is padded with empty rows (their outputs are dropped by the index)."""
-  order = np.argsort([len(x) for x in examples.inputs], kind="stable")
+  """(example indices, batch) covering every example once, shortest inputs first (data.indexed_batches)."""
   buckets = feature_buckets(feature_lengths)
-  for start in range(0, len(examples), batch_size):
-    index = order[start:start + batch_size]
-    yield index, pad_batch(examples, index, buckets, batch_size)
+  return data.indexed_batches([len(x) for x in examples.inputs], batch_size,
+                              lambda index: pad_batch(examples, index, buckets, batch_size))
 
 
 def candidate_arrays(vocabulary, target_strings: Sequence[str], max_length: int) -> Dict[str, np.ndarray]:

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import gin
+import jax
 import numpy as np
 
 from prompt_tuning_jax import export, seq2seq_data, trainable
+from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
-from prompt_tuning_jax.t5_trainer import (PROMPT_PATTERNS, Evaluator, check_task, check_vocabulary, configure,
-                                          load_params)
-from prompt_tuning_jax.trainer import prepare_model_dir
+from prompt_tuning_jax.t5_trainer import (PROMPT_PATTERNS, check_task, check_vocabulary, configure, contract_model,
+                                          load_backbone)
+from prompt_tuning_jax.training import fit
+from prompt_tuning_jax.training.evaluator import Evaluator
 from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 
@@ -49,16 +52,23 @@ def load_prompt_file(params, path):
 
 
 def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_name: Optional[str], data_dir,
-           sentencepiece_model, extra_ids: int) -> Tuple[Path, Optional[tuple], dict, dict]:
-  """(output dir, target strings, trained prompt, frozen T5) for a configured eval or infer run."""
-  out = prepare_model_dir(output_dir)
+           sentencepiece_model, extra_ids: int, feature_lengths, batch_size: int,
+           beam_size: int) -> Tuple[fit.Run, EncoderDecoderModel, Evaluator, dict, dict]:
+  """(run, model, evaluator, trained prompt, frozen T5) for a configured eval or infer run, the parameters
+  placed on the partitioner's mesh as in training (evaluation runs through the partitioner)."""
+  run = fit.start(output_dir, batch_size)
   configure(data_dir, sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
   check_vocabulary(model)
-  (out / "config.gin").write_text(gin.operative_config_str())
-  params = load_prompt_file(load_params(model, checkpoint_path, seed=0), prompt_file)
-  trained, frozen = trainable.split_params(params, PROMPT_PATTERNS)
-  return out, target_strings, trained, frozen
+  (run.model_dir / "config.gin").write_text(gin.operative_config_str())
+  t5 = contract_model(model, feature_lengths, beam_size, target_strings)
+  shapes = t5.batcher.input_shapes()
+  params = t5.init_params(jax.random.key(0), load_backbone(model, checkpoint_path, seed=0), shapes)
+  trained, frozen = trainable.split_params(load_prompt_file(params, prompt_file), PROMPT_PATTERNS)
+  axes, partitioner = t5.param_axes(shapes), run.partitioner
+  trained_sh, frozen_sh = partitioner.shardings(trained, axes), partitioner.shardings(frozen, axes)
+  evaluator = Evaluator(t5, partitioner, trained_sh, frozen_sh, {}, batch_size, "accuracy")
+  return run, t5, evaluator, jax.device_put(trained, trained_sh), jax.device_put(frozen, frozen_sh)
 
 
 def _write_jsonl(path: Path, rows) -> None:
@@ -83,16 +93,16 @@ def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
   Writes predictions.jsonl (idx, inputs, target, prediction, and rank_prediction with
   rank_scores when the task lists its targets) and metrics.json. Returns metrics.json's dict.
   """
-  started = time.perf_counter()
-  out, target_strings, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                                sentencepiece_model, extra_ids)
-  examples = seq2seq_data.load_text_examples(task_name, split, feature_lengths)
-  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, target_strings, beam_size)
-  scores, predictions = evaluator(trained, frozen)
-  _write_jsonl(out / "predictions.jsonl", predictions)
+  run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
+                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size)
+  examples = t5.batcher.load(task_name, split)
+  outputs = evaluator.outputs(trained, frozen, examples)
+  scores = t5.score_examples(task_name, examples, outputs)
+  out = run.model_dir
+  _write_jsonl(out / "predictions.jsonl", t5.prediction_rows(examples, outputs))
   result = {"task": task_name, "split": split, "examples": len(examples), "checkpoint_path": str(checkpoint_path),
             "prompt_file": str(prompt_file), "beam_size": beam_size, "metrics": scores,
-            "wall_seconds": time.perf_counter() - started}
+            "wall_seconds": time.perf_counter() - run.started}
   (out / "metrics.json").write_text(json.dumps(result, indent=1))
   print(f"{task_name} {split} ({len(examples):,} examples): "
         + " ".join(f"{k} {v:.2f}" for k, v in scores.items()) + f"\nwrote {out / 'predictions.jsonl'} and "
@@ -118,12 +128,11 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
   as is: include any task prefix), to predictions.jsonl (idx, inputs, prediction). Returns the count."""
   if (task_name is None) == (input_file is None):
     raise ValueError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
-  out, _, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                   sentencepiece_model, extra_ids)
-  examples = (seq2seq_data.load_text_examples(task_name, split, feature_lengths) if task_name else
+  run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
+                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size)
+  examples = (t5.batcher.load(task_name, split) if task_name else
               seq2seq_data.load_input_file(input_file, T5_VOCABULARY, int(feature_lengths["inputs"])))
-  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, None, beam_size, with_targets=False)
-  _, predictions = evaluator(trained, frozen)
-  _write_jsonl(out / "predictions.jsonl", predictions)
-  print(f"wrote {len(predictions):,} predictions to {out / 'predictions.jsonl'}", flush=True)
+  predictions = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)
+  _write_jsonl(run.model_dir / "predictions.jsonl", predictions)
+  print(f"wrote {len(predictions):,} predictions to {run.model_dir / 'predictions.jsonl'}", flush=True)
   return len(predictions)

@@ -1,4 +1,4 @@
-"""Pure train and eval steps, and the optimizers they use.
+"""Pure train and eval steps for any model of the contract (models/base.py), and the optimizers they use.
 
 State holds only trainable parameters and their optimizer state; the frozen
 parameters are a separate, non-donated argument, so they get no gradient, no
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax.models.heads import IGNORE_LABEL, span_loss, token_classification_loss, weighted_cross_entropy
+from prompt_tuning_jax.models.base import BaseModel
 from prompt_tuning_jax.trainable import merge_params
 
 
@@ -66,67 +66,25 @@ def nonfinite_counts(opt_state) -> Optional[Dict[str, jax.Array]]:
   return {"consecutive": jnp.copy(found[0].notfinite_count), "total": jnp.copy(found[0].total_notfinite)}
 
 
-def for_ensemble(batch, size: int):
-  """Repeats a batch for each of `size` ensemble members: arrays [B, ...] -> [K * B, ...],
-  with task_ids = the member index (member k's rows are k*B ... k*B + B - 1)."""
-  if size == 1:
-    return batch
-  tiled = {k: jnp.concatenate([v] * size) for k, v in batch.items()}
-  b = batch["labels"].shape[0]
-  return tiled | {"task_ids": jnp.repeat(jnp.arange(size, dtype=jnp.int32), b)}
+def make_train_step(model: BaseModel, tx: optax.GradientTransformation) -> Callable:
+  """Returns train_step(state, frozen, batch, rng) -> (state, metrics) for any model of the contract.
 
-
-def _outputs(apply_fn, trainable, frozen, batch, **kwargs):
-  return apply_fn({"params": merge_params(trainable, frozen)}, batch["input_ids"], batch["token_type_ids"],
-                  batch["attention_mask"], task_ids=batch["task_ids"], **kwargs)
-
-
-def task_loss(head_kind: str, outputs, batch):
-  """The loss of the model's outputs for its head kind (models.classifier.HEAD_KINDS) ->
-  (weighted mean loss, {"correct", "count"}): examples right ('sequence'; 'span': start and end both
-  right) or labelled tokens right ('token')."""
-  if head_kind == "token":
-    weights = (batch["labels"] != IGNORE_LABEL) * batch["weights"][:, None]
-    return token_classification_loss(outputs, batch["labels"], weights)
-  if head_kind == "span":
-    # A window that does not hold the whole answer is labelled [CLS] (index 0), so [CLS] stays in the softmax.
-    context_mask = batch["context_mask"].at[:, 0].set(1)
-    return span_loss(outputs[..., 0], outputs[..., 1], batch["labels"][:, 0], batch["labels"][:, 1], context_mask,
-                     batch["weights"])
-  return weighted_cross_entropy(outputs, batch["labels"], batch["weights"])
-
-
-def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, ensemble_size: int = 1,
-                    head_kind: str = "sequence"):
-  """Returns train_step(state, frozen, batch, rng) -> (state, metrics).
-
-  With ensemble_size K every member sees every example; the loss is the members' mean.
+  Gradients are taken with respect to the trainable parameters only; `frozen` is merged in for the
+  forward pass. Metrics: the model's loss_fn metrics (sums over the batch), 'loss' and 'grad_norm'.
   """
 
   def train_step(state: TrainState, frozen, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
-    batch = for_ensemble(batch, ensemble_size)
-
-    def loss_fn(trainable):
-      outputs = _outputs(apply_fn, trainable, frozen, batch, deterministic=False, rngs={"dropout": rng})
-      return task_loss(head_kind, outputs, batch)
-
+    loss_fn = lambda trainable: model.loss_fn(merge_params(trainable, frozen), batch, rng)
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-               "tokens": batch["attention_mask"].sum(), **stats}
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **stats}
     return TrainState(state.step + 1, trainable, opt_state), metrics
 
   return train_step
 
 
-def make_eval_step(apply_fn: Callable, ensemble_size: int = 1):
-  """Returns eval_step(trainable, frozen, batch) -> the model's float32 outputs with a leading member axis,
-  [K, B, ...] (K = ensemble_size), e.g. [K, B, C] logits of a sequence head."""
-
-  def eval_step(trainable, frozen, batch):
-    outputs = _outputs(apply_fn, trainable, frozen, for_ensemble(batch, ensemble_size), deterministic=True)
-    return outputs.astype(jnp.float32).reshape((ensemble_size, -1) + outputs.shape[1:])
-
-  return eval_step
+def make_eval_step(model: BaseModel) -> Callable:
+  """Returns eval_step(trainable, frozen, batch) -> model.eval_batch's outputs (batch axis first)."""
+  return lambda trainable, frozen, batch: model.eval_batch(merge_params(trainable, frozen), batch)

@@ -50,3 +50,10 @@ def write_tiny_data(root: Path) -> Path:
   (root / "superglue" / "rte" / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
   (root / "superglue" / "rte" / "val.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs[:10]))
   return root
+
+
+def init_params(module, backbone, seed: int = 0, input_shape=(1, 8)):
+  """The loaded backbone plus a fresh prompt and head for `module` (the contract's BaseModel.init_params)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from prompt_tuning_jax.models.encoder_model import EncoderModel  # pylint: disable=g-import-not-at-top
+  return EncoderModel(module).init_params(jax.random.key(seed), backbone, {"input_ids": input_shape})

@@ -10,7 +10,7 @@ from prompt_tuning_jax import export, trainable
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts.deep import DeepPrompt
-from prompt_tuning_jax.trainer import exportable
+from prompt_tuning_jax.models.encoder_model import EncoderModel
 
 TINY = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32)
 
@@ -20,7 +20,7 @@ def test_round_trip_and_collapse(tmp_path):
   ids = np.ones((1, 4), np.int32)
   params = jax.tree.map(np.asarray, nn.meta.unbox(model.init(jax.random.key(0), ids, ids, ids)["params"]))
   trained, _ = trainable.split_params(params, trainable.DEEP_PROMPT_PATTERNS)
-  tensors = exportable(model, trained)
+  tensors = EncoderModel(model).exportable(trained)
   assert sorted(tensors) == ["head/bias", "head/kernel", "prompt/prefix"]
   assert tensors["prompt/prefix"].shape == (2, 2, 5, 4, 4)
   size = export.save_export(tmp_path / "e" / "best.safetensors", tensors, {"task": "rte", "step": 7})
@@ -49,7 +49,7 @@ def test_bank_members_collapse_separately():
   model = EncoderClassifier(TINY, 2, prompt=PromptBank(template, 2), num_heads=2)
   ids = np.ones((2, 4), np.int32)
   params = nn.meta.unbox(model.init(jax.random.key(0), ids, ids, ids, task_ids=np.array([0, 1]))["params"])
-  tensors = exportable(model, {"prompt": params["prompt"], "head": params["head"]})
+  tensors = EncoderModel(model).exportable({"prompt": params["prompt"], "head": params["head"]})
   assert sorted(tensors) == ["head/bias", "head/kernel", "prompt/members_0/prefix", "prompt/members_1/prefix"]
   assert tensors["head/kernel"].shape == (2, 16, 2)
   member_1 = template.apply({"params": params["prompt"]["members_1"]}, 1, 2, 4, 4)

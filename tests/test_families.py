@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_params
 from prompt_tuning_jax import data, evaluation
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.models.heads import IGNORE_LABEL
@@ -14,8 +15,7 @@ from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
 from prompt_tuning_jax.tasks import conll, qa
 from prompt_tuning_jax.tasks.features import BACKBONE_VOCABULARY
-from prompt_tuning_jax.train_step import task_loss
-from prompt_tuning_jax.trainer import init_params
+from prompt_tuning_jax.models.encoder_model import task_loss
 from task_fixtures import FIXTURES
 
 IDS = np.array([[101, 2000, 2001, 2002, 102, 0], [101, 2003, 102, 0, 0, 0]], np.int32)

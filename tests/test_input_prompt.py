@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_params
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts import initializers
@@ -13,7 +14,6 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
 from prompt_tuning_jax.tokenizers import WordPieceVocabulary
 from prompt_tuning_jax.models.bert_checkpoint import default_backbone_dir
-from prompt_tuning_jax.trainer import init_params
 
 TINY = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=4, intermediate_size=32,
                   max_position_embeddings=24)

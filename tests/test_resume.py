@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from prompt_tuning_jax import data, loop, train
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter
 from prompt_tuning_jax.tasks import settings
+from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.train_step import TrainState, make_train_step, skip_nonfinite
 
 TRAIN_STEPS, EVAL_PERIOD = 30, 5
@@ -238,7 +240,8 @@ def run_tiny(model_dir, bad_steps, max_consecutive, history):
   `bad_steps` (1-based) carry NaN weights, so their loss and gradients are NaN. Appends each step's parameters
   to `history`."""
   tx = skip_nonfinite(optax.adamw(0.1), max_consecutive)
-  step_fn = jax.jit(make_train_step(bag_of_embeddings, tx), donate_argnums=0)
+  model = EncoderModel(types.SimpleNamespace(apply=bag_of_embeddings, head_kind="sequence"))
+  step_fn = jax.jit(make_train_step(model, tx), donate_argnums=0)
 
   def recorded_step(state, frozen, batch, rng):
     state, metrics = step_fn(state, frozen, batch, rng)

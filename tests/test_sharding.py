@@ -1,6 +1,6 @@
 """Partitioned training equals one device: 5 train steps on meshes (8,1), (4,2), (2,4) of 8 simulated
-CPU devices, for the BERT-family backbone and the tiny T5, and the trainer itself on a (4, 2) mesh; each
-in a process of its own (the device count is fixed at start-up)."""
+CPU devices, for the BERT-family backbone and the tiny T5, and both trainers themselves on a (4, 2) mesh
+(training and evaluation); each in a process of its own (the device count is fixed at start-up)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import sys
 import jax
 import pytest
 
-from conftest import REPO, write_tiny_data
+from conftest import GOLDENS, REPO, write_tiny_data
 from prompt_tuning_jax import partitioning
 
 EIGHT_DEVICES = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
@@ -57,6 +57,31 @@ def test_the_trainer_on_a_mesh_matches_one_device(tmp_path):
   assert memory["devices"] == 8 and memory["mesh"] == {"data": 4, "model": 2}, memory
   assert memory["frozen_parameters_per_device_mib"] < memory["frozen_parameters_mib"], memory
   assert "Memory: frozen parameters" in meshed.stdout and "per device" in meshed.stdout
+
+
+def test_t5_evaluation_on_a_mesh_has_the_metrics_of_one_device(tmp_path):
+  """Training the tiny T5's prompt for 2 steps: the (4, 2) mesh evaluates (decoding, scoring, rank
+  classification through the partitioner) to the metrics of one device, and results.json names the
+  selection metric."""
+  data_dir = write_tiny_data(tmp_path / "data")
+  command = lambda name, *extra: [
+      sys.executable, "-m", "prompt_tuning_jax.train", "--gin_file=models/t5_1_1_tiny_prompt.gin",
+      "--gin_file=runs/prompt_finetune.gin", f"--gin.MODEL_DIR='{tmp_path / name}'", f"--gin.DATA_DIR='{data_dir}'",
+      "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'", f"--gin.INITIAL_CHECKPOINT_PATH='{GOLDENS / 't5_tiny'}'",
+      "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", "--gin.PROMPT_LENGTH=4", "--gin.TRAIN_STEPS=2",
+      "--gin.EVAL_PERIOD=2", "--gin.BATCH_SIZE=8", "--gin.train_seq2seq.eval_batch_size=16", *extra]
+  runs = {"one": subprocess.run(command("one"), cwd=REPO, capture_output=True, text=True, timeout=600),
+          "mesh": subprocess.run(command("mesh", "--gin.MESH_SHAPE=(4, 2)"), cwd=REPO, env=EIGHT_DEVICES,
+                                 capture_output=True, text=True, timeout=600)}
+  for name, out in runs.items():
+    assert out.returncode == 0, (name, out.stderr[-3000:])
+  results = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in runs}
+  assert results["one"]["selection_metric"] == "accuracy" and "validation_accuracy" in results["one"]
+  one, mesh = results["one"]["validation_metrics"], results["mesh"]["validation_metrics"]
+  assert {"accuracy", "rank_accuracy", "loss"} <= set(one) and set(mesh) == set(one)
+  assert mesh == pytest.approx(one, abs=1e-4), (mesh, one)
+  memory = json.loads((tmp_path / "mesh" / "memory.json").read_text())
+  assert memory["devices"] == 8 and memory["mesh"] == {"data": 4, "model": 2}, memory
 
 
 def test_batch_not_divisible_by_the_data_parallel_size_from_the_cli(tmp_path):

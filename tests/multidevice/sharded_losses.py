@@ -1,6 +1,6 @@
 """Prints the losses of 5 train steps on one device and on ('data', 'model') meshes, for a tiny
 BERT with deep prompts and for the tiny T5 1.1 (tests/goldens/t5_tiny) with deep prompts on both
-stacks, placed and jitted by the trainers' own code (trainer.place_state, Partitioner).
+stacks, placed and jitted by the training core's own code (fit.place_state, Partitioner).
 
 Run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/test_sharding.py does):
   python tests/multidevice/sharded_losses.py [--models=bert,t5] [--distributed] 8x1 4x2 2x4
@@ -14,20 +14,21 @@ import json
 import time
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import partitioning, seq2seq, seq2seq_data, trainable
+from prompt_tuning_jax import partitioning, seq2seq_data, trainable
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
+from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
+from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.train_step import make_train_step
-from prompt_tuning_jax.trainer import init_params, place_state
+from prompt_tuning_jax.training.fit import place_state
 
 GOLDENS = Path(__file__).resolve().parents[1] / "goldens"
 CONFIG = BertConfig(vocab_size=130, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -43,17 +44,18 @@ def bert_case():
   batch = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids != 0).astype(np.int32),
            "labels": rng.integers(0, 2, B).astype(np.int32), "task_ids": np.zeros(B, np.int32),
            "weights": np.ones(B, np.float32)}
-  model = EncoderClassifier(config=CONFIG, num_labels=2, prompt=DeepPrompt(length=4, reparam_hidden=32))
-  ids = jnp.ones((2, T), jnp.int32)
-  params = nn.meta.unbox(model.init(jax.random.key(0), ids, ids * 0, ids)["params"])
+  model = EncoderModel(EncoderClassifier(config=CONFIG, num_labels=2, prompt=DeepPrompt(length=4, reparam_hidden=32)))
+  shapes = {"input_ids": (2, T)}
+  params = model.get_initial_variables(jax.random.key(0), shapes)["params"]
   tx = optax.adamw(1e-2)
-  return model, params, trainable.DEEP_PROMPT_PATTERNS, tx, make_train_step(model.apply, tx), batch, (2, T)
+  return model, params, trainable.DEEP_PROMPT_PATTERNS, tx, make_train_step(model, tx), batch, shapes
 
 
 def t5_case():
   config, backbone = load_t5(GOLDENS / "t5_tiny")
-  model = PromptedT5(config, DeepPrompt(length=3))
-  params = init_params(model, backbone, seed=0)
+  model = EncoderDecoderModel(PromptedT5(config, DeepPrompt(length=3)), loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
+  params = model.init_params(jax.random.key(0), backbone, shapes)
   rng = np.random.default_rng(1)
   inputs = np.where(np.arange(10) < rng.integers(3, 11, B)[:, None], rng.integers(2, 500, (B, 10)), 0)
   targets = np.where(np.arange(4) < rng.integers(1, 5, B)[:, None], rng.integers(2, 500, (B, 4)), 0)
@@ -61,8 +63,7 @@ def t5_case():
            "decoder_input_tokens": seq2seq_data.shift_right(targets.astype(np.int32)),
            "decoder_loss_weights": (targets > 0).astype(np.float32)}
   tx = optax.adafactor(0.3, decay_rate=0.8, multiply_by_parameter_scale=False)
-  step_fn = seq2seq.make_train_step(model, tx, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
-  return model, params, (r"prompt/.*",), tx, step_fn, batch, (1, 8)
+  return model, params, (r"prompt/.*",), tx, make_train_step(model, tx), batch, shapes
 
 
 def run(case, shape):
@@ -71,7 +72,7 @@ def run(case, shape):
   trained, frozen = trainable.split_params(jax.tree.map(jnp.array, params), patterns)  # Copies: steps donate.
   devices = jax.devices()[:1] if shape is None else None
   partitioner = partitioning.Partitioner(mesh_shape=shape or (1, 1), devices=devices)
-  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, case[6], trained, frozen, tx)
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model.param_axes(case[6]), trained, frozen, tx)
   train_step = partitioner.jit_train_step(step_fn, state_sh, frozen_sh, B)
   global_batch, rng, losses = partitioner.global_batch(batch), jax.random.key(1), []
   for i in range(STEPS):
