@@ -23,7 +23,6 @@ from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.t5_trainer import (PROMPT_PATTERNS, Evaluator, check_task, check_vocabulary, configure,
                                           load_params)
 from prompt_tuning_jax.trainer import prepare_model_dir
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 
 def load_prompt_file(params, path):
@@ -48,17 +47,17 @@ def load_prompt_file(params, path):
   return export.restore_matching(params, path, PROMPT_PATTERNS)
 
 
-def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_name: Optional[str], data_dir,
-           sentencepiece_model, extra_ids: int) -> Tuple[Path, Optional[tuple], dict, dict]:
-  """(output dir, target strings, trained prompt, frozen T5) for a configured eval or infer run."""
+def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_name: Optional[str],
+           sentencepiece_model, extra_ids: int) -> Tuple[Path, Optional[tuple], dict, dict, object]:
+  """(output dir, target strings, trained prompt, frozen T5, T5 vocabulary) for a configured eval or infer run."""
   out = prepare_model_dir(output_dir)
-  configure(data_dir, sentencepiece_model, extra_ids)
+  vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
-  check_vocabulary(model)
+  check_vocabulary(model, vocabulary)
   (out / "config.gin").write_text(gin.operative_config_str())
   params = load_prompt_file(load_params(model, checkpoint_path, seed=0), prompt_file)
   trained, frozen = trainable.split_params(params, PROMPT_PATTERNS)
-  return out, target_strings, trained, frozen
+  return out, target_strings, trained, frozen, vocabulary
 
 
 def _write_jsonl(path: Path, rows) -> None:
@@ -84,10 +83,12 @@ def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
   rank_scores when the task lists its targets) and metrics.json. Returns metrics.json's dict.
   """
   started = time.perf_counter()
-  out, target_strings, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                                sentencepiece_model, extra_ids)
-  examples = seq2seq_data.load_text_examples(task_name, split, feature_lengths)
-  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, target_strings, beam_size)
+  out, target_strings, trained, frozen, vocabulary = _setup(model, checkpoint_path, prompt_file, output_dir,
+                                                            task_name, sentencepiece_model, extra_ids)
+  examples = seq2seq_data.load_text_examples(task_name, split, feature_lengths, data_dir=data_dir,
+                                             vocabulary=vocabulary)
+  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, target_strings, beam_size,
+                        vocabulary=vocabulary)
   scores, predictions = evaluator(trained, frozen)
   _write_jsonl(out / "predictions.jsonl", predictions)
   result = {"task": task_name, "split": split, "examples": len(examples), "checkpoint_path": str(checkpoint_path),
@@ -118,11 +119,13 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
   as is: include any task prefix), to predictions.jsonl (idx, inputs, prediction). Returns the count."""
   if (task_name is None) == (input_file is None):
     raise ValueError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
-  out, _, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                   sentencepiece_model, extra_ids)
-  examples = (seq2seq_data.load_text_examples(task_name, split, feature_lengths) if task_name else
-              seq2seq_data.load_input_file(input_file, T5_VOCABULARY, int(feature_lengths["inputs"])))
-  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, None, beam_size, with_targets=False)
+  out, _, trained, frozen, vocabulary = _setup(model, checkpoint_path, prompt_file, output_dir, task_name,
+                                               sentencepiece_model, extra_ids)
+  examples = (seq2seq_data.load_text_examples(task_name, split, feature_lengths, data_dir=data_dir,
+                                              vocabulary=vocabulary) if task_name else
+              seq2seq_data.load_input_file(input_file, vocabulary, int(feature_lengths["inputs"])))
+  evaluator = Evaluator(model, task_name, examples, feature_lengths, batch_size, None, beam_size, with_targets=False,
+                        vocabulary=vocabulary)
   _, predictions = evaluator(trained, frozen)
   _write_jsonl(out / "predictions.jsonl", predictions)
   print(f"wrote {len(predictions):,} predictions to {out / 'predictions.jsonl'}", flush=True)

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 import seqio
 
-from prompt_tuning_jax import export, loop, metrics, partitioning, seq2seq, seq2seq_data, tasks, trainable
+from prompt_tuning_jax import export, loop, metrics, partitioning, seq2seq, seq2seq_data, tasks, trainable, vocabularies
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models import t5x_checkpoint
@@ -30,17 +30,15 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterizati
 from prompt_tuning_jax.tasks import text_to_text
 from prompt_tuning_jax.train_step import adafactor, skip_nonfinite
 from prompt_tuning_jax.trainer import compile_train_step, init_params, place_state, prepare_model_dir
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 PROMPT_PATTERNS = (r"prompt/.*",)
 
 
-def configure(data_dir: Optional[str], sentencepiece_model: Optional[str], extra_ids: int) -> None:
-  """Points the task registry at DATA_DIR and the T5 vocabulary at its SentencePiece model."""
-  tasks.settings.set_data_dir(data_dir)
+def configure(sentencepiece_model: Optional[str], extra_ids: int) -> seqio.Vocabulary:
+  """The run's T5 vocabulary: SentencePiece model SENTENCEPIECE_MODEL (None = t5's default) with extra ids."""
   if sentencepiece_model and "://" not in str(sentencepiece_model) and not Path(sentencepiece_model).exists():
     raise FileNotFoundError(f"SentencePiece model {sentencepiece_model} does not exist (SENTENCEPIECE_MODEL).")
-  tasks.settings.set_sentencepiece_model(sentencepiece_model, extra_ids)
+  return vocabularies.sentencepiece_vocabulary(sentencepiece_model, extra_ids)
 
 
 def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
@@ -55,12 +53,12 @@ def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
   return text_to_text.TARGET_STRINGS.get(task_name)
 
 
-def check_vocabulary(model: PromptedT5) -> None:
-  """The configured SentencePiece ids (extra ids included) must fit the model's embedding; T5 pads
+def check_vocabulary(model: PromptedT5, vocabulary: seqio.Vocabulary) -> None:
+  """The run's SentencePiece ids (extra ids included) must fit the model's embedding; T5 pads
   its vocabulary to a multiple of 128, so fewer ids than rows is normal."""
-  if T5_VOCABULARY.vocab_size > model.config.vocab_size:
-    raise ValueError(f"the SentencePiece vocabulary {tasks.settings.sentencepiece_model()[0]} has "
-                     f"{T5_VOCABULARY.vocab_size} ids (with extra ids) but the model's embedding has "
+  if vocabulary.vocab_size > model.config.vocab_size:
+    raise ValueError(f"the SentencePiece vocabulary {vocabulary.sentencepiece_model_file} has "
+                     f"{vocabulary.vocab_size} ids (with extra ids) but the model's embedding has "
                      f"{model.config.vocab_size} rows.")
 
 
@@ -84,7 +82,7 @@ def exportable(model: PromptedT5, trained) -> Dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in trainable.flatten(trained).items()}
 
 
-def model_metadata(model: PromptedT5, checkpoint_path) -> dict:
+def model_metadata(model: PromptedT5, checkpoint_path, vocabulary: seqio.Vocabulary) -> dict:
   """What a reader of an exported prompt needs to know about the T5 it fits."""
   c = model.config
   return {"backbone": str(checkpoint_path), "model": "t5_1_1", "hidden_size": c.d_model,
@@ -93,7 +91,7 @@ def model_metadata(model: PromptedT5, checkpoint_path) -> dict:
           "prompt_kind": type(model.prompt).__name__ if model.prompt is not None else "none",
           "prompt_length": model.prompt.length if model.prompt is not None else 0,
           "position_policy": "relative", "pooling": "none",
-          "sentencepiece_model": tasks.settings.sentencepiece_model()[0]}
+          "sentencepiece_model": vocabulary.sentencepiece_model_file}
 
 
 class Evaluator:
@@ -102,19 +100,21 @@ class Evaluator:
   `__call__(trained, frozen)` -> (metrics, predictions): the task's metric functions on the
   decoded strings ('accuracy'), the same on the rank-classification choices ('rank_accuracy'),
   and 'loss' (mean summed token loss per example); predictions are one dict per example in
-  split order. Without targets (inference) only predictions are made.
+  split order. Without targets (inference) only predictions are made. `vocabulary` (the run's T5
+  vocabulary) decodes the predictions and tokenizes the target strings.
   """
 
   def __init__(self, model: PromptedT5, task_name: Optional[str], examples: seq2seq_data.TextExamples,
                feature_lengths: Mapping[str, int], batch_size: int, target_strings: Optional[Sequence[str]],
-               beam_size: int = 1, with_targets: bool = True):
+               beam_size: int = 1, with_targets: bool = True, *, vocabulary: seqio.Vocabulary):
+    self.vocabulary = vocabulary
     self.task = tasks.get_task(task_name) if task_name else None
     self.examples, self.feature_lengths, self.batch_size = examples, feature_lengths, batch_size
     self.target_strings, self.with_targets = target_strings, with_targets
     self._predict = jax.jit(seq2seq.make_predict_fn(model, int(feature_lengths["targets"]), beam_size))
     self._score = jax.jit(seq2seq.make_score_fn(model))
     self._rank = jax.jit(seq2seq.make_rank_fn(model))
-    self._candidates = (seq2seq_data.candidate_arrays(T5_VOCABULARY, target_strings, int(feature_lengths["targets"]))
+    self._candidates = (seq2seq_data.candidate_arrays(vocabulary, target_strings, int(feature_lengths["targets"]))
                         if target_strings else None)
 
   def __call__(self, trained, frozen) -> Tuple[Dict[str, float], list]:
@@ -125,7 +125,7 @@ class Evaluator:
       rows = len(index)
       ids = np.asarray(self._predict(trained, frozen, batch["encoder_input_tokens"]))[:rows]
       for i, row in zip(index, ids):
-        decoded[i] = T5_VOCABULARY.decode(row.tolist())
+        decoded[i] = self.vocabulary.decode(row.tolist())
       if self.with_targets:
         losses[index] = np.asarray(self._score(trained, frozen, batch)[0])[:rows]
       if self._candidates is not None:
@@ -210,13 +210,14 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
   partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
   model_dir = prepare_model_dir(model_dir)
-  configure(data_dir, sentencepiece_model, extra_ids)
+  vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
-  check_vocabulary(model)
+  check_vocabulary(model, vocabulary)
   tx = skip_nonfinite(optimizer or adafactor(), max_consecutive_nonfinite if skip_nonfinite_updates else None)
 
-  train_examples = seq2seq_data.load_text_examples(task_name, train_split, feature_lengths)
-  eval_examples = seq2seq_data.load_text_examples(task_name, eval_split, feature_lengths)
+  load = lambda split: seq2seq_data.load_text_examples(task_name, split, feature_lengths, data_dir=data_dir,
+                                                       vocabulary=vocabulary)
+  train_examples, eval_examples = load(train_split), load(eval_split)
   batches = seq2seq_data.TrainBatches(train_examples, batch_size, feature_lengths, seed)
   params = load_params(model, initial_checkpoint_path, seed, assignment_map, fallback_to_scratch)
   if init_trainable_from:
@@ -242,12 +243,12 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
                                                                               loss_normalizing_factor),
                                          state, frozen, state_sh, frozen_sh, batches, seed, model_dir)
   evaluator = Evaluator(model, task_name, eval_examples, feature_lengths, eval_batch_size or batch_size,
-                        target_strings, beam_size)
+                        target_strings, beam_size, vocabulary=vocabulary)
   run_eval = lambda trained: evaluator(trained, frozen)[0]
   writer = MetricWriter(model_dir)
   export_path = model_dir / "export" / "best.safetensors"
   export_metadata = {"task": task_name, "tasks": [task_name], "label_names": list(target_strings or ()),
-                     **model_metadata(model, initial_checkpoint_path)}
+                     **model_metadata(model, initial_checkpoint_path, vocabulary)}
   save_best = lambda step, trained, scores: export.save_export(
       export_path, exportable(model, trained), {**export_metadata, "step": step, "metric": scores})
   state, last_eval, extra = loop.run(

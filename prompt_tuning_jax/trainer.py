@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import data, evaluation, export, families, loop, metrics, partitioning, tasks, trainable
+from prompt_tuning_jax import (data, evaluation, export, families, loop, metrics, partitioning, tasks, trainable,
+                               vocabularies)
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models.bert import check_position_table
@@ -258,8 +259,7 @@ def train(model_dir: str = gin.REQUIRED,
   key = selection_metric(eval_names)
 
   backbone_path = resolve_backbone_dir(backbone_dir)
-  tasks.settings.set_data_dir(data_dir)
-  tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
+  vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
   config = dataclasses.replace(config, remat=remat)
   model = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
@@ -270,9 +270,10 @@ def train(model_dir: str = gin.REQUIRED,
                       max_consecutive_nonfinite if skip_nonfinite_updates else None)
 
   task_id = lambda name: names.index(name) if name in names else 0
-  train_examples = data.concatenate([data.load_examples(name, train_split, max_length, task_id=task_id(name))
-                                     for name in train_names])
-  eval_sets = {name: data.load_examples(name, eval_split, max_length, task_id=task_id(name)) for name in eval_names}
+  load = lambda name, split: data.load_examples(name, split, max_length, task_id=task_id(name), data_dir=data_dir,
+                                                vocabulary=vocabulary)
+  train_examples = data.concatenate([load(name, train_split) for name in train_names])
+  eval_sets = {name: load(name, eval_split) for name in eval_names}
   batches = data.TrainBatches(train_examples, batch_size, max_length, seed)
 
   input_shape = train_examples.input_ids[0][None].shape
