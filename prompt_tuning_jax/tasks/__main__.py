@@ -21,8 +21,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
 from prompt_tuning_jax import families, tasks  # pylint: disable=g-import-not-at-top
-from prompt_tuning_jax.models.heads import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
 from prompt_tuning_jax.tasks import mixtures  # pylint: disable=g-import-not-at-top
+from prompt_tuning_jax.tasks.labels import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
 
 
 def _metric_names(task: seqio.Task) -> List[str]:
