@@ -9,6 +9,7 @@ Layout:
   prompts/     prompt modules; they return prompts, `combine` functions attach them.
   tasks/       seqio task registry, sources and preprocessors.
   tokenizers   WordPiece as a seqio Vocabulary.
+  vocabularies the backbones' vocabularies as explicit, cached values (WordPiece, T5 SentencePiece).
   data         numpy batching with length buckets and exact resume.
   trainable    the one regex pattern that decides what trains, is saved, is restored.
   train_step   the pure, jitted train / eval steps.

@@ -99,9 +99,14 @@ def examples_from_rows(rows: Sequence[dict], family: str, task_id: int = 0) -> E
                   {k: column(k) for k in token_keys}, meta)
 
 
-def load_examples(task_name: str, split: str, max_length: int, task_id: int = 0) -> Examples:
-  """Runs the seqio task's preprocessing once and keeps the result in memory."""
-  task = tasks.get_task(task_name)
+def load_examples(task_name: str, split: str, max_length: int, task_id: int = 0, *, data_dir=None,
+                  vocabulary=None) -> Examples:
+  """Runs the seqio task's preprocessing once and keeps the result in memory.
+
+  data_dir: DATA_DIR (None = tasks/data); vocabulary: the backbone's WordPiece vocabulary (None = the
+  packaged MiniLM's); both as tasks.get_task takes them.
+  """
+  task = tasks.get_task(task_name, data_dir=data_dir, vocabulary=vocabulary)
   ds = task.get_dataset(sequence_length={"inputs": max_length}, split=split, shuffle=False, use_cached=False)
   rows = list(tfds.as_numpy(ds))
   if not rows:

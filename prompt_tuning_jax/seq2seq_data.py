@@ -33,9 +33,14 @@ class TextExamples:
     return len(self.inputs)
 
 
-def load_text_examples(task_name: str, split: str, feature_lengths: Mapping[str, int]) -> TextExamples:
-  """Runs the seqio task's preprocessing once (truncating to feature_lengths) and keeps the result."""
-  task = tasks.get_task(task_name)
+def load_text_examples(task_name: str, split: str, feature_lengths: Mapping[str, int], *, data_dir=None,
+                       vocabulary=None) -> TextExamples:
+  """Runs the seqio task's preprocessing once (truncating to feature_lengths) and keeps the result.
+
+  data_dir: DATA_DIR (None = tasks/data); vocabulary: the T5 vocabulary (None = t5's default model);
+  both as tasks.get_task takes them.
+  """
+  task = tasks.get_task(task_name, data_dir=data_dir, vocabulary=vocabulary)
   ds = task.get_dataset(sequence_length=dict(feature_lengths), split=split, shuffle=False, use_cached=False)
   rows = list(tfds.as_numpy(ds))
   if not rows:

@@ -26,7 +26,6 @@ from prompt_tuning_jax.t5_trainer import (PROMPT_PATTERNS, check_task, check_voc
                                           load_backbone)
 from prompt_tuning_jax.training import fit
 from prompt_tuning_jax.training.evaluator import Evaluator
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 
 def load_prompt_file(params, path):
@@ -57,11 +56,11 @@ def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_nam
   """(run, model, evaluator, trained prompt, frozen T5) for a configured eval or infer run, the parameters
   placed on the partitioner's mesh as in training (evaluation runs through the partitioner)."""
   run = fit.start(output_dir, batch_size)
-  configure(data_dir, sentencepiece_model, extra_ids)
+  vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
-  check_vocabulary(model)
+  check_vocabulary(model, vocabulary)
   (run.model_dir / "config.gin").write_text(gin.operative_config_str())
-  t5 = contract_model(model, feature_lengths, beam_size, target_strings)
+  t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings)
   shapes = t5.batcher.input_shapes()
   params = t5.init_params(jax.random.key(0), load_backbone(model, checkpoint_path, seed=0), shapes)
   trained, frozen = trainable.split_params(load_prompt_file(params, prompt_file), PROMPT_PATTERNS)
@@ -131,7 +130,7 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
                                               sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size)
   examples = (t5.batcher.load(task_name, split) if task_name else
-              seq2seq_data.load_input_file(input_file, T5_VOCABULARY, int(feature_lengths["inputs"])))
+              seq2seq_data.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
   predictions = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)
   _write_jsonl(run.model_dir / "predictions.jsonl", predictions)
   print(f"wrote {len(predictions):,} predictions to {run.model_dir / 'predictions.jsonl'}", flush=True)

@@ -16,24 +16,22 @@ import gin
 import optax
 import seqio
 
-from prompt_tuning_jax import tasks
+from prompt_tuning_jax import tasks, vocabularies
 from prompt_tuning_jax.models import t5x_checkpoint
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel, TextBatcher
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.tasks import text_to_text
 from prompt_tuning_jax.train_step import adafactor
 from prompt_tuning_jax.training import fit
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 PROMPT_PATTERNS = (r"prompt/.*",)
 
 
-def configure(data_dir: Optional[str], sentencepiece_model: Optional[str], extra_ids: int) -> None:
-  """Points the task registry at DATA_DIR and the T5 vocabulary at its SentencePiece model."""
-  tasks.settings.set_data_dir(data_dir)
+def configure(sentencepiece_model: Optional[str], extra_ids: int) -> seqio.Vocabulary:
+  """The run's T5 vocabulary: SentencePiece model SENTENCEPIECE_MODEL (None = t5's default) with extra ids."""
   if sentencepiece_model and "://" not in str(sentencepiece_model) and not Path(sentencepiece_model).exists():
     raise FileNotFoundError(f"SentencePiece model {sentencepiece_model} does not exist (SENTENCEPIECE_MODEL).")
-  tasks.settings.set_sentencepiece_model(sentencepiece_model, extra_ids)
+  return vocabularies.sentencepiece_vocabulary(sentencepiece_model, extra_ids)
 
 
 def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
@@ -48,12 +46,12 @@ def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
   return text_to_text.TARGET_STRINGS.get(task_name)
 
 
-def check_vocabulary(model: PromptedT5) -> None:
-  """The configured SentencePiece ids (extra ids included) must fit the model's embedding; T5 pads
+def check_vocabulary(model: PromptedT5, vocabulary: seqio.Vocabulary) -> None:
+  """The run's SentencePiece ids (extra ids included) must fit the model's embedding; T5 pads
   its vocabulary to a multiple of 128, so fewer ids than rows is normal."""
-  if T5_VOCABULARY.vocab_size > model.config.vocab_size:
-    raise ValueError(f"the SentencePiece vocabulary {tasks.settings.sentencepiece_model()[0]} has "
-                     f"{T5_VOCABULARY.vocab_size} ids (with extra ids) but the model's embedding has "
+  if vocabulary.vocab_size > model.config.vocab_size:
+    raise ValueError(f"the SentencePiece vocabulary {vocabulary.sentencepiece_model_file} has "
+                     f"{vocabulary.vocab_size} ids (with extra ids) but the model's embedding has "
                      f"{model.config.vocab_size} rows.")
 
 
@@ -66,13 +64,14 @@ def load_backbone(model: PromptedT5, checkpoint_path, seed: int, assignment_map:
   return backbone
 
 
-def contract_model(model: PromptedT5, feature_lengths, beam_size: int = 1,
-                   target_strings: Optional[Sequence[str]] = None, **loss_settings) -> EncoderDecoderModel:
-  """The configured PromptedT5 under the model contract, decoding to the vocabulary's strings."""
-  return EncoderDecoderModel(model, T5_VOCABULARY, int(feature_lengths["targets"]), beam_size,
-                             target_strings=target_strings, batcher=TextBatcher(feature_lengths),
-                             metadata={"sentencepiece_model": tasks.settings.sentencepiece_model()[0]},
-                             **loss_settings)
+def contract_model(model: PromptedT5, vocabulary: seqio.Vocabulary, feature_lengths, data_dir=None,
+                   beam_size: int = 1, target_strings: Optional[Sequence[str]] = None,
+                   **loss_settings) -> EncoderDecoderModel:
+  """The configured PromptedT5 under the model contract: its tasks read DATA_DIR and tokenize with the
+  run's vocabulary, and it decodes to the vocabulary's strings."""
+  return EncoderDecoderModel(model, vocabulary, int(feature_lengths["targets"]), beam_size,
+                             target_strings=target_strings, batcher=TextBatcher(feature_lengths, data_dir, vocabulary),
+                             metadata={"sentencepiece_model": vocabulary.sentencepiece_model_file}, **loss_settings)
 
 
 @gin.configurable
@@ -123,10 +122,10 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   """
   options = fit.FitOptions.pick(locals())
   run = fit.start(model_dir, batch_size, use_hardware_rng)
-  configure(data_dir, sentencepiece_model, extra_ids)
+  vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
-  check_vocabulary(model)
-  t5 = contract_model(model, feature_lengths, beam_size, target_strings, z_loss=z_loss,
+  check_vocabulary(model, vocabulary)
+  t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings, z_loss=z_loss,
                       loss_normalizing_factor=loss_normalizing_factor)
   train_examples = t5.batcher.load(task_name, train_split)
   eval_examples = t5.batcher.load(task_name, eval_split)

@@ -17,8 +17,8 @@ import tensorflow_text as tf_text
 class WordPieceVocabulary(seqio.Vocabulary):
   """BERT WordPiece vocabulary. Ids of [PAD] must be 0 (seqio's convention).
 
-  `vocab_file` is a path, or a function returning one, read when the vocabulary is
-  first used (so a task registered at import follows the configured backbone).
+  `vocab_file` is a path, or a function returning one (vocabularies.py names the packaged
+  backbone's so), read when the vocabulary is first used.
   """
 
   def __init__(self, vocab_file: Union[str, Path, Callable[[], Path]], lower_case: bool = True):

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import gin
 import optax
 
-from prompt_tuning_jax import families, tasks, trainable
+from prompt_tuning_jax import families, tasks, trainable, vocabularies
 from prompt_tuning_jax.models.bert import check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
@@ -161,15 +161,14 @@ def train(model_dir: str = gin.REQUIRED,
     head_kind({**infos, **{name: tasks.info(name) for name in eval_names}})
 
   backbone_path = resolve_backbone_dir(backbone_dir)
-  tasks.settings.set_data_dir(data_dir)
-  tasks.settings.set_vocab_file(backbone_path / "vocab.txt")
+  vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
   config = dataclasses.replace(config, remat=remat)
   module = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
   check_position_table(config, module.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {module.prompt_length()}-token "
                             "prompt")
-  model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length))
+  model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)
   label_names = {name: list(info.label_names) for name, info in infos.items()}

@@ -346,7 +346,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   peak = MatmulPeak(2048 if env["platform"] == "cpu" else 8192)
   print(f"[speed] matmul {peak.sample(5):.1f} GFLOP/s ({peak.size}^3 float32), model shape "
         f"{peak.mlp_shape['gflops']:.1f} GFLOP/s", flush=True)
-  tasks.settings.set_vocab_file(resolve_backbone_dir(None) / "vocab.txt")
   backbone = load_backbone(resolve_backbone_dir(None))
   rows = []
   for key, label, method_gin, bindings in map(method_spec, wanted):

@@ -14,9 +14,11 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
 from prompt_tuning_jax.tasks import conll, qa
-from prompt_tuning_jax.tasks.features import BACKBONE_VOCABULARY
 from prompt_tuning_jax.models.encoder_model import task_loss
+from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
 from task_fixtures import FIXTURES
+
+BACKBONE_VOCABULARY = wordpiece_vocabulary()  # The packaged MiniLM's.
 
 IDS = np.array([[101, 2000, 2001, 2002, 102, 0], [101, 2003, 102, 0, 0, 0]], np.int32)
 

@@ -14,6 +14,7 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
 from prompt_tuning_jax.tokenizers import WordPieceVocabulary
 from prompt_tuning_jax.models.bert_checkpoint import default_backbone_dir
+from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
 
 TINY = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=4, intermediate_size=32,
                   max_position_embeddings=24)
@@ -73,9 +74,10 @@ def test_vocabulary_initializers_use_the_loaded_embeddings(minilm):
   config, backbone = minilm
   table = np.asarray(backbone["embeddings"]["word_embeddings"]["embedding"])
   labels = ["entailment", "not entailment"]
-  model = EncoderClassifier(config, 2, prompt=InputPrompt(length=5, initializer=initializers.class_labels(labels)))
-  prompt = np.asarray(init_params(model, backbone, seed=0)["prompt"]["prompt"])
   vocab = WordPieceVocabulary(default_backbone_dir() / "vocab.txt")
+  initializer = initializers.class_labels(labels, vocabulary=wordpiece_vocabulary(default_backbone_dir() / "vocab.txt"))
+  model = EncoderClassifier(config, 2, prompt=InputPrompt(length=5, initializer=initializer))
+  prompt = np.asarray(init_params(model, backbone, seed=0)["prompt"]["prompt"])
   for i, label in enumerate(labels):
     np.testing.assert_allclose(prompt[i], table[vocab.encode(label)].mean(0), atol=1e-6)
   first_5000 = {row.tobytes() for row in table[:5000]}

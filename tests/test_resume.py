@@ -24,7 +24,6 @@ from conftest import GOLDENS, REPO, write_tiny_data
 from prompt_tuning_jax import data, loop, train
 from prompt_tuning_jax.checkpoints import Checkpoints
 from prompt_tuning_jax.metric_writer import MetricWriter
-from prompt_tuning_jax.tasks import settings
 from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.train_step import TrainState, make_train_step, skip_nonfinite
 
@@ -140,14 +139,12 @@ def test_killed_run_resumes_bit_identical(uninterrupted, data_dir, tmp_path):
 
 
 def main_here(args) -> int:
-  """train.main(args) in this process with a fresh gin config, leaving the task settings as other tests expect."""
+  """train.main(args) in this process with a fresh gin config, cleared again afterwards."""
   gin.clear_config()
   try:
     return train.main(args)
   finally:
     gin.clear_config()
-    settings.set_vocab_file(None)
-    settings.set_data_dir(None)
 
 
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(uninterrupted, data_dir, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import write_tiny_data
 from prompt_tuning_jax import data, tasks, trainer
-from prompt_tuning_jax.tasks import settings, splits
+from prompt_tuning_jax.tasks import splits
 
 
 def test_slice_indices_by_hand():
@@ -37,13 +37,11 @@ def test_split_names_hold_slices_of_their_splits():
 
 @pytest.fixture
 def tiny_data(tmp_path):
-  settings.set_data_dir(write_tiny_data(tmp_path / "data"))  # 72 SST-2 train rows, 48 RTE train rows
-  yield
-  settings.set_data_dir(None)
+  return write_tiny_data(tmp_path / "data")  # 72 SST-2 train rows, 48 RTE train rows
 
 
 def test_task_slices_are_disjoint_complete_and_deterministic(tiny_data):
-  source = tasks.info("sst2").source
+  source = tasks.info("sst2").source.at(tiny_data)
   full, fit, held_out = source.rows("train"), source.rows("train[:-12]"), source.rows("train[-12:]")
   assert (len(full), len(fit), len(held_out)) == (72, 60, 12)
   key = lambda row: (row["idx"], row["sentence"])  # idx is the file line: unique per row.
@@ -54,8 +52,8 @@ def test_task_slices_are_disjoint_complete_and_deterministic(tiny_data):
 
 
 def test_trainer_loads_and_accepts_slices(tiny_data):
-  assert len(data.load_examples("rte", "train[:-10]", 128)) == 38
-  assert len(data.load_examples("rte", "train[-10:]", 128)) == 10
+  assert len(data.load_examples("rte", "train[:-10]", 128, data_dir=tiny_data)) == 38
+  assert len(data.load_examples("rte", "train[-10:]", 128, data_dir=tiny_data)) == 10
   assert trainer.split_tasks(["sst2"], "train[:-12]", "train[-12:]", shared=True) == (["sst2"], ["sst2"])
   with pytest.raises(ValueError, match="no task"):
     trainer.split_tasks(["sst2"], "test[:5]", "validation", shared=True)

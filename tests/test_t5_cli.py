@@ -10,7 +10,6 @@ from conftest import GOLDENS, write_tiny_data
 from prompt_tuning_jax import eval as eval_cli
 from prompt_tuning_jax import infer as infer_cli
 from prompt_tuning_jax import train
-from prompt_tuning_jax.tasks import settings
 
 MODEL = "--gin_file=models/t5_1_1_tiny_prompt.gin"
 TASK = "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'"
@@ -24,14 +23,12 @@ def _lines(path):
 
 
 def _run(main, args):
-  """main(args) with a fresh gin config, leaving the task settings as other tests expect them."""
+  """main(args) with a fresh gin config, cleared again afterwards."""
   gin.clear_config()
   try:
     return main(args)
   finally:
     gin.clear_config()
-    settings.set_vocab_file(None)
-    settings.set_data_dir(None)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
-from prompt_tuning_jax.tasks import settings
 from prompt_tuning_jax.train_step import TrainState, adafactor
 from prompt_tuning_jax.trainer import init_params
+from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary
 
 ENC = np.array([[5, 6, 7, 8, 1, 0, 0], [9, 10, 1, 0, 0, 0, 0]], np.int32)  # padded inputs, EOS = 1
 TARGETS = np.array([[11, 12, 1, 0], [13, 1, 0, 0]], np.int32)
@@ -32,10 +32,7 @@ def tiny():
 
 @pytest.fixture
 def sentencepiece():
-  settings.set_sentencepiece_model(REPO / "tests" / "fixtures" / "t5_tiny_spm.model", 100)
-  from prompt_tuning_jax.vocabularies import T5_VOCABULARY  # pylint: disable=g-import-not-at-top
-  yield T5_VOCABULARY
-  settings.set_vocab_file(None)  # Back to the encoder backbone's vocabulary for other tests.
+  return sentencepiece_vocabulary(REPO / "tests" / "fixtures" / "t5_tiny_spm.model", 100)
 
 
 def _params(config, backbone, prompt, seed=0):

@@ -6,19 +6,11 @@ import pytest
 
 from conftest import SHARED_DATA, require_shared_data
 from prompt_tuning_jax import data, tasks
-from prompt_tuning_jax.tasks import settings
 from prompt_tuning_jax.tasks.classification import _rte_row
 from prompt_tuning_jax.tasks.sources import DataError, read_jsonl
 
 
-@pytest.fixture
-def data_dir():
-  yield settings.set_data_dir
-  settings.set_data_dir(None)
-
-
-def test_shipped_rte_and_sst2_counts(data_dir):
-  data_dir(None)
+def test_shipped_rte_and_sst2_counts():
   rte_val = data.load_examples("rte", "validation", 128)
   assert len(rte_val) == 277 and int((rte_val.labels == 0).sum()) == 146  # entailment
   assert len(data.load_examples("sst2", "validation", 64)) == 872
@@ -26,12 +18,11 @@ def test_shipped_rte_and_sst2_counts(data_dir):
   assert first[0] == 101 and first[-1] == 102 and len(first) <= 128
 
 
-def test_shared_data_full_sizes(data_dir):
+def test_shared_data_full_sizes():
   require_shared_data("glue/sst2/train.tsv", "superglue/rte/train.jsonl")
-  data_dir(SHARED_DATA)
-  source = tasks.get_task("sst2").source._dataset_fn  # pylint: disable=protected-access
+  source = tasks.get_task("sst2", data_dir=SHARED_DATA).source._dataset_fn  # pylint: disable=protected-access
   assert len(source.read_rows("train")) == 67_349
-  assert len(data.load_examples("rte", "train", 128)) == 2490
+  assert len(data.load_examples("rte", "train", 128, data_dir=SHARED_DATA)) == 2490
 
 
 def test_unknown_task_lists_known():

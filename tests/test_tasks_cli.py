@@ -1,19 +1,12 @@
 """`python -m prompt_tuning_jax.tasks`: --list names every task and mixture with splits and metric; --show prints
 the first preprocessed example as text and as features; missing data is one error line."""
 
-import pytest
 import seqio
 
 from prompt_tuning_jax import tasks
 from prompt_tuning_jax.tasks import __main__ as cli
-from prompt_tuning_jax.tasks import mixtures, settings
+from prompt_tuning_jax.tasks import mixtures
 from task_fixtures import write_task_data
-
-
-@pytest.fixture(autouse=True)
-def reset_data_dir():
-  yield
-  settings.set_data_dir(None)
 
 
 def test_list_names_every_task_and_mixture_with_splits_and_metric(capsys):

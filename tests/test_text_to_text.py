@@ -9,22 +9,19 @@ import tensorflow_datasets as tfds
 from conftest import REPO, write_tiny_data
 from prompt_tuning_jax import seq2seq_data, tasks
 from prompt_tuning_jax.prompts import initializers
-from prompt_tuning_jax.tasks import settings, text_to_text  # pylint: disable=unused-import  (registers the tasks)
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
+from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (registers the tasks)
+from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary, wordpiece_vocabulary
 
 SPM = REPO / "tests" / "fixtures" / "t5_tiny_spm.model"
+T5_VOCABULARY = sentencepiece_vocabulary(SPM, 100)  # The tiny T5's vocabulary, passed explicitly below.
 
 
 @pytest.fixture
 def t5_data(tmp_path):
-  settings.set_sentencepiece_model(SPM, 100)
-  settings.set_data_dir(write_tiny_data(tmp_path))
-  yield
-  settings.set_vocab_file(None)
-  settings.set_data_dir(None)
+  return write_tiny_data(tmp_path)
 
 
-def test_fixture_vocabulary_has_t5_ids_and_fits_the_tiny_model(t5_data):
+def test_fixture_vocabulary_has_t5_ids_and_fits_the_tiny_model():
   config = json.loads((REPO / "tests" / "goldens" / "t5_tiny" / "config.json").read_text())
   assert (T5_VOCABULARY.pad_id, T5_VOCABULARY.eos_id, T5_VOCABULARY.unk_id) == (0, 1, 2)
   assert T5_VOCABULARY.vocab_size == config["vocab_size"] == 412 + 100
@@ -33,19 +30,19 @@ def test_fixture_vocabulary_has_t5_ids_and_fits_the_tiny_model(t5_data):
     assert T5_VOCABULARY.decode(T5_VOCABULARY.encode(text)) == text
 
 
-def test_vocabulary_follows_the_configured_model_file(t5_data, tmp_path):
+def test_vocabulary_follows_the_configured_model_file(tmp_path):
   other = tmp_path / "copy.model"
   other.write_bytes(SPM.read_bytes())
-  settings.set_sentencepiece_model(other, 10)
-  assert T5_VOCABULARY.vocab_size == 412 + 10 and T5_VOCABULARY.sentencepiece_model_file == str(other)
-  settings.set_sentencepiece_model(SPM, 100)
-  assert T5_VOCABULARY.vocab_size == 512
+  configured = sentencepiece_vocabulary(other, 10)
+  assert configured.vocab_size == 412 + 10 and configured.sentencepiece_model_file == str(other)
+  assert sentencepiece_vocabulary(SPM, 100).vocab_size == 512
+  assert sentencepiece_vocabulary(SPM, 100) is T5_VOCABULARY and configured != T5_VOCABULARY
 
 
 @pytest.mark.parametrize("name, prefix", [("super_glue_rte_v102", "rte "), ("taskless_super_glue_rte_v102", "")])
 def test_rte_in_t5_format(name, prefix, t5_data):
-  ds = tasks.get_task(name).get_dataset({"inputs": 64, "targets": 8}, split="validation", shuffle=False,
-                                        use_cached=False)
+  task = tasks.get_task(name, data_dir=t5_data, vocabulary=T5_VOCABULARY)
+  ds = task.get_dataset({"inputs": 64, "targets": 8}, split="validation", shuffle=False, use_cached=False)
   rows = list(tfds.as_numpy(ds))
   assert len(rows) == 10
   first = rows[0]
@@ -57,7 +54,8 @@ def test_rte_in_t5_format(name, prefix, t5_data):
 
 
 def test_batches_shift_targets_and_pad_to_buckets(t5_data):
-  examples = seq2seq_data.load_text_examples("super_glue_rte_v102", "train", {"inputs": 64, "targets": 8})
+  examples = seq2seq_data.load_text_examples("super_glue_rte_v102", "train", {"inputs": 64, "targets": 8},
+                                             data_dir=t5_data, vocabulary=T5_VOCABULARY)
   batches = seq2seq_data.TrainBatches(examples, 8, {"inputs": 64, "targets": 8}, seed=0)
   batch = batches.batch(3)
   np.testing.assert_array_equal(batches.batch(3)["encoder_input_tokens"], batch["encoder_input_tokens"])
@@ -71,10 +69,13 @@ def test_batches_shift_targets_and_pad_to_buckets(t5_data):
   assert candidates["candidate_targets"].shape == (2, 5) and (candidates["candidate_targets"][:, -1] == [0, 1]).all()
 
 
-def test_class_label_prompt_init_uses_the_t5_vocabulary(t5_data):
+def test_class_label_prompt_init_uses_the_t5_vocabulary():
   embeddings = np.random.default_rng(0).normal(size=(512, 8)).astype(np.float32)
-  rows = initializers.class_labels(["entailment", "not_entailment"])(np.zeros(2, np.uint32), (4, 8), embeddings)
+  rows = initializers.class_labels(["entailment", "not_entailment"], vocabulary=T5_VOCABULARY)(
+      np.zeros(2, np.uint32), (4, 8), embeddings)
   ids = T5_VOCABULARY.encode("not_entailment")
   np.testing.assert_allclose(rows[1], embeddings[ids].mean(0), atol=1e-6)
-  settings.set_vocab_file(None)  # an encoder backbone configured later tokenizes with WordPiece again
-  assert type(settings.backbone_vocabulary()).__name__ == "WordPieceVocabulary"
+  # An encoder run gives its own vocabulary: no T5 run before it changes what that one is.
+  assert type(wordpiece_vocabulary()).__name__ == "WordPieceVocabulary"
+  with pytest.raises(ValueError, match="class_labels tokenizes with the backbone's vocabulary, but none was given"):
+    initializers.class_labels(["entailment"])

@@ -65,11 +65,12 @@ class TextBatcher:
 
   def __init__(self, feature_lengths, data_dir=None, vocabulary=None):
     self.feature_lengths = {k: int(v) for k, v in dict(feature_lengths).items()}
-    self._task_args = {k: v for k, v in (("data_dir", data_dir), ("vocabulary", vocabulary)) if v is not None}
+    self.data_dir, self.vocabulary = data_dir, vocabulary  # None: the shipped data, the default vocabulary.
 
   def load(self, task_name: str, split: str, task_id: int = 0) -> seq2seq_data.TextExamples:
     del task_id  # One task per T5 run.
-    return seq2seq_data.load_text_examples(task_name, split, self.feature_lengths, **self._task_args)
+    return seq2seq_data.load_text_examples(task_name, split, self.feature_lengths, data_dir=self.data_dir,
+                                           vocabulary=self.vocabulary)
 
   def train_batches(self, examples, batch_size: int, seed: int) -> seq2seq_data.TrainBatches:
     return seq2seq_data.TrainBatches(examples, batch_size, self.feature_lengths, seed)

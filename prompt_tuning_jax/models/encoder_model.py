@@ -66,10 +66,11 @@ class EncoderBatcher:
 
   def __init__(self, max_length: int, data_dir=None, vocabulary=None):
     self.max_length = max_length
-    self._task_args = {k: v for k, v in (("data_dir", data_dir), ("vocabulary", vocabulary)) if v is not None}
+    self.data_dir, self.vocabulary = data_dir, vocabulary  # None: the shipped data, the default vocabulary.
 
   def load(self, task_name: str, split: str, task_id: int = 0) -> data.Examples:
-    return data.load_examples(task_name, split, self.max_length, task_id=task_id, **self._task_args)
+    return data.load_examples(task_name, split, self.max_length, task_id=task_id, data_dir=self.data_dir,
+                              vocabulary=self.vocabulary)
 
   def concatenate(self, parts) -> data.Examples:
     return data.concatenate(parts)

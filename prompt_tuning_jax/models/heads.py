@@ -16,9 +16,11 @@ import numpy as np
 import optax
 
 from prompt_tuning_jax.partitioning import with_axes
+# Label conventions and the host-side span search belong to the tasks (they need no model); re-exported here.
+from prompt_tuning_jax.tasks.labels import IGNORE_LABEL, first_subword_label_weights
+from prompt_tuning_jax.tasks.labels import best_spans  # pylint: disable=unused-import
 
 MASKED_LOGIT = -1e9
-IGNORE_LABEL = -100  # Hugging Face's ignore index: a token without a label (not a word's first sub-word).
 
 
 def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool, size: Optional[int] = None,
@@ -91,17 +93,6 @@ class TokenClassificationHead(nn.Module):
     return _project(self, hidden, self.num_labels, self.dropout, deterministic, self.size, task_ids)
 
 
-def first_subword_label_weights(word_ids):
-  """word_ids [B, T] (word index per token, -1 for special tokens/padding) -> float32 weights [B, T].
-
-  1 exactly where a token starts a word: word id >= 0 and different from the previous token's.
-  numpy in -> numpy out (data pipeline); jax in -> jax out (jit-able).
-  """
-  xp = np if isinstance(word_ids, np.ndarray) else jnp
-  previous = xp.concatenate([xp.full_like(word_ids[:, :1], -1), word_ids[:, :-1]], axis=1)
-  return ((word_ids >= 0) & (word_ids != previous)).astype(xp.float32)
-
-
 def token_classification_loss(logits, labels, weights) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """logits [B, T, C], labels [B, T], weights [B, T] -> (mean loss over weighted tokens,
   {"correct", "count"} over weighted tokens). Labels at weight-0 tokens are ignored (any value)."""
@@ -147,26 +138,3 @@ def span_loss(start_logits, end_logits, start_positions, end_positions, context_
   end, _ = weighted_cross_entropy(end_logits, end_positions, weights)
   both = (start_logits.argmax(-1) == start_positions) & (end_logits.argmax(-1) == end_positions)
   return (start + end) / 2, {"correct": (both * jnp.asarray(weights, jnp.float32)).sum(), "count": stats["count"]}
-
-
-def best_spans(start_logits, end_logits, context_mask, n_best: int = 20,
-               max_answer_length: int = 30) -> List[List[Tuple[int, int, float]]]:
-  """SQuAD n-best search. logits [B, T], context_mask [B, T] -> per example, up to n_best
-  (start, end, score) with score = start_logit + end_logit, best first.
-
-  Candidates are the top n_best starts x top n_best ends inside the context with end >= start
-  and end - start + 1 <= max_answer_length. (0, 0) is the no-answer span when context_mask[:, 0] = 1.
-  """
-  start_logits, end_logits = np.asarray(start_logits, np.float64), np.asarray(end_logits, np.float64)
-  mask = np.asarray(context_mask) > 0
-  results = []
-  for s_log, e_log, m in zip(start_logits, end_logits, mask):
-    inside = np.flatnonzero(m)
-    # Stable sort on the negated logits: ties keep token order, so results are deterministic.
-    starts = inside[np.argsort(-s_log[inside], kind="stable")[:n_best]]
-    ends = inside[np.argsort(-e_log[inside], kind="stable")[:n_best]]
-    spans = [(int(s), int(e), float(s_log[s] + e_log[e])) for s in starts for e in ends
-             if s <= e and e - s + 1 <= max_answer_length]
-    spans.sort(key=lambda span: (-span[2], span[0], span[1]))
-    results.append(spans[:n_best])
-  return results

@@ -1,8 +1,14 @@
 """Initializers for input prompts: fn(rng, shape [P, H], word_embeddings [V, H]) -> [P, H].
 
 The backbone's word embedding table is passed in, so vocabulary-based inits use the
-real (loaded) embeddings. Texts and label names are tokenized with the configured
-backbone's vocabulary (WordPiece for encoders, SentencePiece for T5).
+real (loaded) embeddings. `class_labels` and `from_text` tokenize with the backbone's
+vocabulary, an explicit argument (a seqio Vocabulary, vocabularies.py): WordPiece for
+encoders, SentencePiece for T5. In gin it comes from the VOCABULARY macro, which
+gin/runs/train.gin binds to the encoder backbone's vocab.txt (from INITIAL_CHECKPOINT_PATH)
+and gin/models/t5_1_1_prompt.gin to T5's SentencePiece model (SENTENCEPIECE_MODEL,
+EXTRA_IDS), both files binding `class_labels.vocabulary` and `from_text.vocabulary` to it;
+the trainers build their tasks' vocabulary from the same values. Without a vocabulary these
+initializers fail when built, rather than tokenizing with some other backbone's.
 """
 
 from typing import Callable, Optional, Sequence
@@ -15,9 +21,15 @@ import numpy as np
 PromptInit = Callable[[jax.Array, Sequence[int], jax.Array], jax.Array]
 
 
-def _tokenize(text: str) -> list:
-  from prompt_tuning_jax.tasks import settings  # pylint: disable=g-import-not-at-top
-  ids = settings.backbone_vocabulary().encode(text)
+def _require_vocabulary(vocabulary, initializer: str) -> None:
+  if vocabulary is None:
+    raise ValueError(f"{initializer} tokenizes with the backbone's vocabulary, but none was given: pass "
+                     f"vocabulary= (gin: {initializer}.vocabulary = %VOCABULARY, as gin/runs/train.gin and "
+                     "gin/models/t5_1_1_prompt.gin bind it).")
+
+
+def _tokenize(vocabulary, text: str) -> list:
+  ids = vocabulary.encode(text)
   if not ids:
     raise ValueError(f"{text!r} tokenizes to nothing; cannot initialize a prompt from it.")
   return ids
@@ -42,8 +54,10 @@ def sampled_vocab(population: int = 5000) -> PromptInit:
 
 
 @gin.configurable
-def class_labels(labels: Sequence[str] = gin.REQUIRED, fallback: Optional[PromptInit] = None) -> PromptInit:
-  """Row i is the mean embedding of label i's word pieces; the other rows come from `fallback`."""
+def class_labels(labels: Sequence[str] = gin.REQUIRED, fallback: Optional[PromptInit] = None,
+                 vocabulary=None) -> PromptInit:
+  """Row i is the mean embedding of label i's pieces in `vocabulary`; the other rows come from `fallback`."""
+  _require_vocabulary(vocabulary, "class_labels")
   fallback = fallback or sampled_vocab()
 
   def init(rng, shape, embeddings):
@@ -51,19 +65,20 @@ def class_labels(labels: Sequence[str] = gin.REQUIRED, fallback: Optional[Prompt
       raise ValueError(f"{len(labels)} class labels do not fit a prompt of length {shape[0]}.")
     rows = fallback(rng, shape, embeddings)
     for i, label in enumerate(labels):
-      rows = rows.at[i].set(jnp.asarray(embeddings)[np.array(_tokenize(label))].mean(0))
+      rows = rows.at[i].set(jnp.asarray(embeddings)[np.array(_tokenize(vocabulary, label))].mean(0))
     return rows
 
   return init
 
 
 @gin.configurable
-def from_text(text: str = gin.REQUIRED, fallback: Optional[PromptInit] = None) -> PromptInit:
-  """The embeddings of `text`'s word pieces (cut to P; further rows from `fallback`)."""
+def from_text(text: str = gin.REQUIRED, fallback: Optional[PromptInit] = None, vocabulary=None) -> PromptInit:
+  """The embeddings of `text`'s pieces in `vocabulary` (cut to P; further rows from `fallback`)."""
+  _require_vocabulary(vocabulary, "from_text")
   fallback = fallback or sampled_vocab()
 
   def init(rng, shape, embeddings):
-    ids = np.array(_tokenize(text))[:shape[0]]
+    ids = np.array(_tokenize(vocabulary, text))[:shape[0]]
     return fallback(rng, shape, embeddings).at[:len(ids)].set(jnp.asarray(embeddings)[ids])
 
   return init

@@ -1,17 +1,21 @@
-"""Task registry. Importing this package registers every task with seqio.
+"""Task registry. Importing this package registers every task and mixture with seqio.
 
-`python -m prompt_tuning_jax.tasks --list` prints every task and mixture; `info(name)` gives an
-encoder task's family, labels and selection metric (registry.TaskInfo).
+Registered tasks use the defaults: the data shipped in tasks/data, the packaged MiniLM's vocab.txt
+(encoder tasks) and t5's default SentencePiece model (text-to-text tasks), so `python -m
+prompt_tuning_jax.tasks --list` and a t5x user's MIXTURE_OR_TASK_NAME work. A run asks for its tasks
+with its own values: `get_task(name, data_dir=DATA_DIR, vocabulary=...)` (data.load_examples and
+seq2seq_data.load_text_examples pass them on); nothing is configured globally. `info(name)` gives an
+encoder task's family, labels and selection metric (registry.TaskInfo), whatever the data and vocabulary.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import seqio
 
-from prompt_tuning_jax.tasks import classification, mixtures
+from prompt_tuning_jax.tasks import classification, mixtures, registry
 from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (T5 tasks)
 from prompt_tuning_jax.tasks.registry import INFO, LABEL_NAMES, TaskInfo
-from prompt_tuning_jax.tasks.sources import DataError
+from prompt_tuning_jax.tasks.sources import DataError, resolve_data_dir
 
 
 class UnknownTaskError(ValueError):
@@ -38,10 +42,21 @@ def info(name: str) -> TaskInfo:
   return INFO[name]
 
 
-def get_task(name: str) -> seqio.Task:
-  """The registered seqio Task `name`, or an error listing the known ones."""
+def get_task(name: str, *, data_dir=None, vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Task:
+  """The seqio Task `name` reading its files under `data_dir` and tokenizing with `vocabulary`, or an error
+  listing the known tasks.
+
+  data_dir: DATA_DIR; None = the data shipped in tasks/data. vocabulary: the backbone's (vocabularies.py);
+  None = the task's default (packaged MiniLM WordPiece; t5's default SentencePiece). Built once per
+  (name, data_dir, vocabulary); with both None it is the task seqio has registered.
+  """
+  if name in registry.SPECS:
+    return registry.build_task(name, resolve_data_dir(data_dir), vocabulary)
   if name not in seqio.TaskRegistry.names():
     raise _unknown(name)
+  if data_dir is not None or vocabulary is not None:
+    raise ValueError(f"task {name!r} was registered with seqio elsewhere; it cannot be rebuilt for another "
+                     "data_dir or vocabulary.")
   return seqio.get_mixture_or_task(name)
 
 

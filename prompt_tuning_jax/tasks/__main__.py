@@ -21,8 +21,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
 from prompt_tuning_jax import families, tasks  # pylint: disable=g-import-not-at-top
-from prompt_tuning_jax.models.heads import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
-from prompt_tuning_jax.tasks import mixtures, settings  # pylint: disable=g-import-not-at-top
+from prompt_tuning_jax.tasks import mixtures  # pylint: disable=g-import-not-at-top
+from prompt_tuning_jax.tasks.labels import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
 
 
 def _metric_names(task: seqio.Task) -> List[str]:
@@ -100,8 +100,7 @@ def _feature(value) -> str:
 
 def show(name: str, split: Optional[str], data_dir: Optional[str], max_length: Optional[int]) -> str:
   """The first preprocessed example of `name`'s split as text, then its features."""
-  settings.set_data_dir(data_dir)
-  task = tasks.get_task(name)
+  task = tasks.get_task(name, data_dir=data_dir)
   split = split or ("validation" if "validation" in task.splits else task.splits[0])
   if max_length is None:
     span = name in tasks.INFO and tasks.info(name).family == families.SPAN_EXTRACTION

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from prompt_tuning_jax import families, metrics
 from prompt_tuning_jax.tasks import preprocessors
-from prompt_tuning_jax.tasks.features import BACKBONE_VOCABULARY, ENCODER_FEATURES  # pylint: disable=unused-import
+from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import LABEL_NAMES, register  # pylint: disable=unused-import
 from prompt_tuning_jax.tasks.sources import DataError, TfdsOrFiles, label_index, read_jsonl, read_tsv
 
@@ -41,7 +41,7 @@ def register_encoder_classification(name: str, source: TfdsOrFiles, label_names:
                                     metric: str = "accuracy", **info) -> None:
   """A classification task over one text or a pair: `[CLS] a [SEP] (b [SEP])`."""
   register(name, source, [functools.partial(preprocessors.tokenize_for_encoder, text_a=text_a, text_b=text_b)],
-           ENCODER_FEATURES, metric_fns, family=families.CLASSIFICATION, metric=metric, label_names=label_names,
+           encoder_features, metric_fns, family=families.CLASSIFICATION, metric=metric, label_names=label_names,
            **info)
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from prompt_tuning_jax.models.heads import IGNORE_LABEL, first_subword_label_weights
+from prompt_tuning_jax.tasks.labels import IGNORE_LABEL, first_subword_label_weights
 from prompt_tuning_jax.tasks.sources import DataError, _open_text  # pylint: disable=protected-access
 
 # Label order as in the Hugging Face / TFDS conll2003 and wnut_17 data sets.

@@ -16,7 +16,7 @@ from typing import List
 
 from prompt_tuning_jax import families, metrics
 from prompt_tuning_jax.tasks import preprocessors, qa
-from prompt_tuning_jax.tasks.features import ENCODER_FEATURES
+from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import register
 from prompt_tuning_jax.tasks.sources import TfdsOrFiles
 
@@ -37,7 +37,7 @@ def tfds_mrqa(ex: dict) -> dict:
 
 
 def register_qa(name: str, source: TfdsOrFiles, no_answer: bool = False) -> None:
-  register(name, source, [preprocessors.featurize_qa], ENCODER_FEATURES,
+  register(name, source, [preprocessors.featurize_qa], encoder_features,
            [metrics.squad_v2 if no_answer else metrics.squad], family=families.SPAN_EXTRACTION, metric="f1",
            no_answer=no_answer)
 

@@ -1,21 +1,22 @@
-"""The seqio output features of encoder tasks, tokenized with the configured backbone's WordPiece vocabulary."""
+"""The seqio output features of encoder tasks for a given WordPiece vocabulary (the run's backbone's)."""
+
+from typing import Dict
 
 import seqio
 import tensorflow as tf
 
-from prompt_tuning_jax.tasks import settings
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
 
-# Follows the configured backbone's vocab.txt (settings.set_vocab_file).
-BACKBONE_VOCABULARY = WordPieceVocabulary(settings.vocab_file)
+def encoder_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Feature]:
+  """'inputs' [T] word pieces of `vocabulary` and 'token_type_ids' [T]."""
+  return {
+      "inputs": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32),
+      "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32),
+  }
 
-ENCODER_FEATURES = {
-    "inputs": seqio.Feature(BACKBONE_VOCABULARY, add_eos=False, dtype=tf.int32),
-    "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32),
-}
 
-# Multiple choice: one row per choice, [K, T].
-CHOICE_FEATURES = {
-    "inputs": seqio.Feature(BACKBONE_VOCABULARY, add_eos=False, dtype=tf.int32, rank=2),
-    "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32, rank=2),
-}
+def choice_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Feature]:
+  """Multiple choice: one row per choice, [K, T]."""
+  return {
+      "inputs": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32, rank=2),
+      "token_type_ids": seqio.Feature(seqio.PassThroughVocabulary(2), add_eos=False, dtype=tf.int32, rank=2),
+  }

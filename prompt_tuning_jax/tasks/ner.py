@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from prompt_tuning_jax import families, metrics
 from prompt_tuning_jax.tasks import conll, preprocessors
-from prompt_tuning_jax.tasks.features import ENCODER_FEATURES
+from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import register
 from prompt_tuning_jax.tasks.sources import TfdsOrFiles
 
@@ -52,7 +52,7 @@ def register_tagging(name: str, files: Mapping[str, str], file_format: str, labe
                              **source),
            [functools.partial(preprocessors.encode_tagged, label_names=tuple(label_names),
                               with_predicate=with_predicate)],
-           ENCODER_FEATURES, [metric_fn], family=families.TOKEN_CLASSIFICATION, metric="f1", label_names=label_names)
+           encoder_features, [metric_fn], family=families.TOKEN_CLASSIFICATION, metric="f1", label_names=label_names)
 
 
 register_tagging("conll2003", {"train": "ner/conll2003/train.txt", "validation": "ner/conll2003/valid.txt",

@@ -13,8 +13,8 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from prompt_tuning_jax.models.heads import IGNORE_LABEL
 from prompt_tuning_jax.tasks import conll, qa, wordpieces
+from prompt_tuning_jax.tasks.labels import IGNORE_LABEL
 from prompt_tuning_jax.tasks.sources import host_value, rows_to_dataset
 from prompt_tuning_jax.tokenizers import encode_for_encoder
 

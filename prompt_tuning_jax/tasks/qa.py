@@ -7,7 +7,7 @@ share `stride` context tokens and the last one reaches the end of the context. Q
 Character offsets come from wordpieces.tokenize_with_offsets (FastBertTokenizer has none).
 
 Decoding follows run_qa's postprocessing: per example, the best start + end score over all its windows among the
-top n_best starts x n_best ends inside the context (models.heads.best_spans); for SQuAD 2.0 the null score is the
+top n_best starts x n_best ends inside the context (tasks/labels.py best_spans); for SQuAD 2.0 the null score is the
 smallest [CLS] start + end score over the windows, and the answer is "" when it beats the best span by more than
 `null_threshold`.
 """
@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from prompt_tuning_jax.models.heads import best_spans
 from prompt_tuning_jax.tasks import wordpieces
+from prompt_tuning_jax.tasks.labels import best_spans
 from prompt_tuning_jax.tasks.sources import DataError, _open_text, read_jsonl  # pylint: disable=protected-access
 from prompt_tuning_jax.tokenizers import WordPieceVocabulary
 

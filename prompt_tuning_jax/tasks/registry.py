@@ -1,16 +1,25 @@
-"""Registration of encoder tasks: the seqio Task, plus what the trainer needs beyond it (`TaskInfo`).
+"""Task definitions (`TaskSpec`), their seqio registration, and what the trainer needs beyond a Task (`TaskInfo`).
 
-Every task module registers through `register`, so `seqio.get_mixture_or_task(name)` and `INFO[name]`
+A task is defined once, as a TaskSpec: its source (no data directory), preprocessors, metrics, and its
+output features as a function of the vocabulary. `add(spec)` registers it with seqio built with the
+defaults (SHIPPED_DATA_DIR; the spec's default vocabulary), so `seqio.get_mixture_or_task(name)` works
+for t5x users and `--list`; `build_task(name, data_dir, vocabulary)` builds it for a run's values,
+once per (name, data_dir, vocabulary). Registration changes no other module.
+
+Encoder task modules register through `register`, so `SPECS[name]`, the seqio Task and `INFO[name]`
 always exist together; `LABEL_NAMES[name]` gives the classes, choices or tags in label-id order.
 """
 
 import dataclasses
+import functools
+from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import seqio
 
 from prompt_tuning_jax import families
-from prompt_tuning_jax.tasks.sources import TfdsOrFiles
+from prompt_tuning_jax.tasks.sources import SHIPPED_DATA_DIR, TfdsOrFiles
+from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
 
 # (meta, labels [n], predictions [n], probabilities [n, C]) -> (targets, predictions) for a task's metric_fns.
 TargetsAndPredictions = Callable[[Mapping[str, list], Sequence[int], Sequence[int], Sequence], Tuple[list, list]]
@@ -37,18 +46,58 @@ class TaskInfo:
   no_answer: bool = False
 
 
+Features = Callable[[seqio.Vocabulary], Mapping[str, seqio.Feature]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """How to build seqio Task `name` for any data directory and vocabulary.
+
+  Attributes:
+    source: the rows; its data_dir is set per build (TfdsOrFiles.at).
+    features: vocabulary -> output features (features.encoder_features, text_to_text.text_to_text_features).
+    default_vocabulary: () -> the vocabulary when a run gives none (the packaged MiniLM's WordPiece for
+      encoder tasks, t5's default SentencePiece model for text-to-text ones).
+  """
+  name: str
+  source: TfdsOrFiles
+  preprocessors: Tuple[Callable, ...]
+  features: Features
+  metric_fns: Tuple[Callable, ...]
+  default_vocabulary: Callable[[], seqio.Vocabulary]
+
+  def build(self, data_dir=None, vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Task:
+    source = self.source.at(data_dir)
+    vocabulary = self.default_vocabulary() if vocabulary is None else vocabulary
+    return seqio.Task(self.name, seqio.FunctionDataSource(source, splits=source.splits),
+                      output_features=self.features(vocabulary), preprocessors=list(self.preprocessors),
+                      metric_fns=list(self.metric_fns))
+
+
+SPECS: Dict[str, TaskSpec] = {}
 INFO: Dict[str, TaskInfo] = {}
 LABEL_NAMES: Dict[str, Tuple[str, ...]] = {}
 
 
-def register(name: str, source: TfdsOrFiles, preprocessors: Sequence[Callable],
-             output_features: Mapping[str, seqio.Feature], metric_fns: Sequence[Callable], *, family: str,
-             metric: str, label_names: Sequence[str] = (), **info) -> None:
-  """Adds the seqio Task `name` and its TaskInfo."""
+@functools.lru_cache(maxsize=None)
+def build_task(name: str, data_dir: Path, vocabulary: Optional[seqio.Vocabulary]) -> seqio.Task:
+  """SPECS[name] built for `data_dir` and `vocabulary` (None = the spec's default), once per arguments
+  (pass all three positionally: the cache keys on the arguments as given)."""
+  return SPECS[name].build(data_dir, vocabulary)
+
+
+def add(spec: TaskSpec) -> None:
+  """Defines task `spec.name` and registers it with seqio, built with the defaults."""
+  SPECS[spec.name] = spec
+  seqio.TaskRegistry.add_provider(spec.name, build_task(spec.name, SHIPPED_DATA_DIR, None))
+
+
+def register(name: str, source: TfdsOrFiles, preprocessors: Sequence[Callable], features: Features,
+             metric_fns: Sequence[Callable], *, family: str, metric: str, label_names: Sequence[str] = (),
+             **info) -> None:
+  """Adds encoder task `name` (tokenized with a WordPiece vocabulary) and its TaskInfo."""
   if family not in families.FAMILIES:
     raise ValueError(f"task {name!r}: unknown family {family!r}; use one of {families.FAMILIES}.")
   INFO[name] = TaskInfo(family, tuple(label_names), metric, source, **info)
   LABEL_NAMES[name] = tuple(label_names)
-  seqio.TaskRegistry.add(name, source=seqio.FunctionDataSource(source, splits=source.splits),
-                         preprocessors=list(preprocessors), output_features=output_features,
-                         metric_fns=list(metric_fns))
+  add(TaskSpec(name, source, tuple(preprocessors), features, tuple(metric_fns), wordpiece_vocabulary))

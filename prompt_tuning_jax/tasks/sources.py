@@ -2,8 +2,8 @@
 
 Both paths end in the same Python rows (a TFDS example goes through an adapter, a file
 through its reader and row function), so one preprocessing chain serves both. Files are
-looked up under the data directory (settings.data_dir(), the DATA_DIR gin macro),
-optionally gzip-compressed.
+looked up under the source's data directory (the run's DATA_DIR, given to tasks.get_task;
+None = SHIPPED_DATA_DIR), optionally gzip-compressed.
 """
 
 import csv
@@ -18,8 +18,10 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 import numpy as np
 import tensorflow as tf
 
-from prompt_tuning_jax.tasks import settings
 from prompt_tuning_jax.tasks.splits import sliceable
+
+# The data the project ships for its demo, in the same layout as ../shared/data.
+SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
 
 
 class DataError(ValueError):
@@ -31,9 +33,14 @@ def _open_text(path: Path):
   return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
-def find_file(relative: str) -> Path:
-  """The file `relative` (or `relative`.gz) under the data directory."""
-  root = settings.data_dir()
+def resolve_data_dir(data_dir) -> Path:
+  """DATA_DIR as a path: None (or '') is SHIPPED_DATA_DIR."""
+  return SHIPPED_DATA_DIR if data_dir in (None, "") else Path(data_dir).expanduser()
+
+
+def find_file(relative: str, data_dir=None) -> Path:
+  """The file `relative` (or `relative`.gz) under `data_dir` (None = SHIPPED_DATA_DIR)."""
+  root = resolve_data_dir(data_dir)
   candidates = [root / relative, root / (relative + ".gz")]
   for c in candidates:
     if c.exists():
@@ -125,6 +132,8 @@ class TfdsOrFiles:
     from_tfds: a TFDS example (host_value'd) -> a dict with the feature names, or a list of them; by default
       its `feature_types` keys.
     readers: split -> a reader replacing `reader` for that split (e.g. two halves of one file).
+    data_dir: where `files` are; None = SHIPPED_DATA_DIR. Tasks define their source without one and
+      `at(data_dir)` gives the source of a run's DATA_DIR.
   """
   files: Mapping[str, str]
   reader: Callable[[Path], Iterable]
@@ -134,6 +143,11 @@ class TfdsOrFiles:
   tfds_splits: Mapping[str, str] = dataclasses.field(default_factory=dict)
   from_tfds: Optional[Callable[[dict], Union[dict, List[dict]]]] = None
   readers: Mapping[str, Callable[[Path], Iterable]] = dataclasses.field(default_factory=dict)
+  data_dir: Optional[Path] = None
+
+  def at(self, data_dir) -> "TfdsOrFiles":
+    """This source reading its files under `data_dir` (None = SHIPPED_DATA_DIR)."""
+    return dataclasses.replace(self, data_dir=resolve_data_dir(data_dir))
 
   @property
   def splits(self) -> Sequence[str]:
@@ -149,7 +163,7 @@ class TfdsOrFiles:
   def read_rows(self, split: str) -> List[dict]:
     """The rows of `split` from the original files."""
     try:
-      path = find_file(self.files[split])
+      path = find_file(self.files[split], self.data_dir)
     except DataError as e:
       if self.tfds_name is None:
         raise

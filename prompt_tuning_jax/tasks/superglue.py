@@ -14,7 +14,7 @@ import tensorflow as tf
 from prompt_tuning_jax import families, metrics
 from prompt_tuning_jax.tasks import preprocessors, superglue_rows as sg
 from prompt_tuning_jax.tasks.classification import register_encoder_classification
-from prompt_tuning_jax.tasks.features import CHOICE_FEATURES
+from prompt_tuning_jax.tasks.features import choice_features
 from prompt_tuning_jax.tasks.registry import register
 from prompt_tuning_jax.tasks.sources import TfdsOrFiles, read_jsonl
 
@@ -69,5 +69,5 @@ register_encoder_classification("axg", _source("axg", sg.ax_g_row, PAIR_TYPES,
 
 register("copa", _source("copa", sg.copa_row, {"text_a": tf.string, "choices": tf.string, "label": tf.int64,
                                                "idx": tf.int32}),
-         [preprocessors.tokenize_choices], CHOICE_FEATURES, [metrics.accuracy], family=families.MULTIPLE_CHOICE,
+         [preprocessors.tokenize_choices], choice_features, [metrics.accuracy], family=families.MULTIPLE_CHOICE,
          metric="accuracy", label_names=("choice1", "choice2"))

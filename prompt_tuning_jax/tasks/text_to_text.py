@@ -6,8 +6,9 @@
 
 They read what the encoder task `rte` reads (TFDS super_glue/rte:1.0.2 when prepared, else
 DATA_DIR's superglue/rte/{train,val}.jsonl) through the same source and row function.
-Output features 'inputs' and 'targets' are SentencePiece ids with EOS appended (the
-configured T5 vocabulary); '*_pretokenized' keep the strings and 'idx' the example id.
+Output features 'inputs' and 'targets' are SentencePiece ids with EOS appended (the run's
+T5 vocabulary, given to tasks.get_task; t5's default model when registered);
+'*_pretokenized' keep the strings and 'idx' the example id.
 `TARGET_STRINGS[task]` lists the possible targets (rank classification scores each), and the
 metric is accuracy on the decoded strings.
 
@@ -23,13 +24,16 @@ import seqio
 import tensorflow as tf
 
 from prompt_tuning_jax import metrics
-from prompt_tuning_jax.tasks import classification  # pylint: disable=unused-import  (registers 'rte' first)
-from prompt_tuning_jax.vocabularies import T5_VOCABULARY
+from prompt_tuning_jax.tasks import classification, registry  # classification registers 'rte' first
+from prompt_tuning_jax.tasks.sources import TfdsOrFiles
+from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary
 
-TEXT_TO_TEXT_FEATURES = {
-    "inputs": seqio.Feature(T5_VOCABULARY, add_eos=True, dtype=tf.int32),
-    "targets": seqio.Feature(T5_VOCABULARY, add_eos=True, dtype=tf.int32),
-}
+
+def text_to_text_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Feature]:
+  """'inputs' and 'targets': ids of the T5 `vocabulary` with EOS appended."""
+  return {"inputs": seqio.Feature(vocabulary, add_eos=True, dtype=tf.int32),
+          "targets": seqio.Feature(vocabulary, add_eos=True, dtype=tf.int32)}
+
 
 TARGET_STRINGS: Dict[str, Tuple[str, ...]] = {}
 
@@ -53,19 +57,16 @@ def to_text(dataset: tf.data.Dataset, task_prefix: Optional[str], fields: Sequen
   return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def register_text_to_text(name: str, source: seqio.DataSource, task_prefix: Optional[str],
+def register_text_to_text(name: str, source: TfdsOrFiles, task_prefix: Optional[str],
                           fields: Sequence[Tuple[str, str]], label_names: Tuple[str, ...]) -> None:
   TARGET_STRINGS[name] = label_names
-  seqio.TaskRegistry.add(
-      name,
-      source=source,
-      preprocessors=[functools.partial(to_text, task_prefix=task_prefix, fields=fields, label_names=label_names),
-                     seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
-      output_features=TEXT_TO_TEXT_FEATURES,
-      metric_fns=[metrics.accuracy])
+  to_strings = functools.partial(to_text, task_prefix=task_prefix, fields=fields, label_names=label_names)
+  registry.add(registry.TaskSpec(
+      name, source, (to_strings, seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim),
+      text_to_text_features, (metrics.accuracy,), sentencepiece_vocabulary))
 
 
-_RTE_SOURCE = seqio.get_mixture_or_task("rte").source  # the encoder task's TFDS-or-files source and row function
+_RTE_SOURCE = registry.SPECS["rte"].source  # the encoder task's TFDS-or-files source and row function
 _RTE_FIELDS = (("sentence1", "premise"), ("sentence2", "hypothesis"))
 
 register_text_to_text("super_glue_rte_v102", _RTE_SOURCE, "rte", _RTE_FIELDS, classification.LABEL_NAMES["rte"])
