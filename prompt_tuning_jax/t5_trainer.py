@@ -33,6 +33,7 @@ from prompt_tuning_jax.trainer import compile_train_step, init_params, place_sta
 from prompt_tuning_jax.vocabularies import T5_VOCABULARY
 
 PROMPT_PATTERNS = (r"prompt/.*",)
+T5_CALL = {"enable_dropout": False}  # how initialisation calls the PromptedT5 (dummy inputs, no dropout)
 
 
 def configure(data_dir: Optional[str], sentencepiece_model: Optional[str], extra_ids: int) -> None:
@@ -71,7 +72,7 @@ def load_params(model: PromptedT5, checkpoint_path, seed: int, assignment_map: t
   backbone, description = t5x_checkpoint.restore_backbone(checkpoint_path, model.config, assignment_map,
                                                           fallback_to_scratch, seed)
   print(f"Frozen T5 from {description}.", flush=True)
-  return init_params(model, backbone, seed)
+  return init_params(model, backbone, seed, model_kwargs=T5_CALL)
 
 
 def exportable(model: PromptedT5, trained) -> Dict[str, np.ndarray]:
@@ -233,7 +234,7 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   (model_dir / "config.gin").write_text(gin.operative_config_str())
   (model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
 
-  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, (1, 8), trained, frozen, tx)
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, (1, 8), trained, frozen, tx, T5_CALL)
   checkpoints = Checkpoints(model_dir, keep=keep_checkpoints)
   extra = {"best_accuracy": None, "best_step": None}
   state, extra = loop.resume(checkpoints, state, extra, batches.state_dict)

@@ -45,18 +45,19 @@ def prepare_model_dir(model_dir) -> Path:
   return path
 
 
-def init_params(model: nn.Module, backbone_params, seed: int, input_shape=(1, 8)):
+def init_params(model: nn.Module, backbone_params, seed: int, input_shape=(1, 8), model_kwargs=None):
   """The loaded backbone plus freshly initialised prompt and head.
 
   Runs the model with the backbone given and the 'params' collection mutable, so only
   what is missing is initialised (t5x's fallback-to-scratch) and vocabulary-based
-  prompt initializers see the loaded embeddings. input_shape: of the dummy ids ([1, K, T] for choices).
+  prompt initializers see the loaded embeddings. input_shape: of the dummy ids ([1, K, T] for choices);
+  model_kwargs: keyword arguments of that call (T5: enable_dropout=False).
   """
   dummy = jnp.zeros(input_shape, jnp.int32)
 
   def init(rng, backbone):
     variables = model.apply({"params": {"backbone": backbone}}, dummy, dummy, dummy, rngs={"params": rng},
-                            mutable=["params"])[1]
+                            mutable=["params"], **(model_kwargs or {}))[1]
     return nn.meta.unbox(variables["params"])
 
   rng = jax.random.key(seed)
@@ -345,12 +346,13 @@ def train(model_dir: str = gin.REQUIRED,
 
 
 def place_state(partitioner: partitioning.Partitioner, model: nn.Module, input_shape, trained, frozen,
-                tx: optax.GradientTransformation):
+                tx: optax.GradientTransformation, model_kwargs=None):
   """A fresh TrainState and the frozen parameters placed on the partitioner's mesh by the parameters' logical
-  axes -> (state, frozen, state shardings, frozen shardings). input_shape: of the model's dummy ids."""
+  axes -> (state, frozen, state shardings, frozen shardings). input_shape: of the model's dummy ids;
+  model_kwargs: keyword arguments of the model's call (T5: enable_dropout=False)."""
   dummy = jnp.zeros(input_shape, jnp.int32)
   trained, opt_state, frozen, (trained_sh, opt_sh, frozen_sh) = partitioner.place(
-      trained, frozen, partitioning.param_axes(model, dummy, dummy, dummy), tx.init)
+      trained, frozen, partitioning.param_axes(model, dummy, dummy, dummy, **(model_kwargs or {})), tx.init)
   state = TrainState(jax.device_put(jnp.zeros((), jnp.int32), partitioner.replicated), trained, opt_state)
   return state, frozen, TrainState(partitioner.replicated, trained_sh, opt_sh), frozen_sh
 

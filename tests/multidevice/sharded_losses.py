@@ -47,13 +47,13 @@ def bert_case():
   ids = jnp.ones((2, T), jnp.int32)
   params = nn.meta.unbox(model.init(jax.random.key(0), ids, ids * 0, ids)["params"])
   tx = optax.adamw(1e-2)
-  return model, params, trainable.DEEP_PROMPT_PATTERNS, tx, make_train_step(model.apply, tx), batch, (2, T)
+  return model, params, trainable.DEEP_PROMPT_PATTERNS, tx, make_train_step(model.apply, tx), batch, (2, T), {}
 
 
 def t5_case():
   config, backbone = load_t5(GOLDENS / "t5_tiny")
   model = PromptedT5(config, DeepPrompt(length=3))
-  params = init_params(model, backbone, seed=0)
+  params = init_params(model, backbone, seed=0, model_kwargs={"enable_dropout": False})
   rng = np.random.default_rng(1)
   inputs = np.where(np.arange(10) < rng.integers(3, 11, B)[:, None], rng.integers(2, 500, (B, 10)), 0)
   targets = np.where(np.arange(4) < rng.integers(1, 5, B)[:, None], rng.integers(2, 500, (B, 4)), 0)
@@ -62,7 +62,7 @@ def t5_case():
            "decoder_loss_weights": (targets > 0).astype(np.float32)}
   tx = optax.adafactor(0.3, decay_rate=0.8, multiply_by_parameter_scale=False)
   step_fn = seq2seq.make_train_step(model, tx, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
-  return model, params, (r"prompt/.*",), tx, step_fn, batch, (1, 8)
+  return model, params, (r"prompt/.*",), tx, step_fn, batch, (1, 8), {"enable_dropout": False}
 
 
 def run(case, shape):
@@ -71,7 +71,7 @@ def run(case, shape):
   trained, frozen = trainable.split_params(jax.tree.map(jnp.array, params), patterns)  # Copies: steps donate.
   devices = jax.devices()[:1] if shape is None else None
   partitioner = partitioning.Partitioner(mesh_shape=shape or (1, 1), devices=devices)
-  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, case[6], trained, frozen, tx)
+  state, frozen, state_sh, frozen_sh = place_state(partitioner, model, case[6], trained, frozen, tx, case[7])
   train_step = partitioner.jit_train_step(step_fn, state_sh, frozen_sh, B)
   global_batch, rng, losses = partitioner.global_batch(batch), jax.random.key(1), []
   for i in range(STEPS):
