@@ -91,9 +91,9 @@ def initialize_distributed(force: bool = False) -> None:
   jax.distributed.initialize(**env)
 
 
-def param_axes(model: nn.Module, *dummy_inputs) -> Dict[str, PartitionSpec]:
+def param_axes(model: nn.Module, *dummy_inputs, **model_kwargs) -> Dict[str, PartitionSpec]:
   """'path/to/param' -> its logical PartitionSpec, from an abstract (no FLOPs, no memory) init of `model`."""
-  boxed = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs), jax.random.key(0))["params"]
+  boxed = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs, **model_kwargs), jax.random.key(0))["params"]
   return traverse_util.flatten_dict(nn.get_partition_spec(boxed), sep="/")
 
 

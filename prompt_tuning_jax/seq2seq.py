@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax.models.decoding import beam_search
-from prompt_tuning_jax.models.t5 import T5, greedy_decode
+from prompt_tuning_jax.models.decoding import beam_search, greedy_decode
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.train_step import TrainState
 from prompt_tuning_jax.trainable import merge_params
@@ -72,7 +71,7 @@ def make_train_step(model: PromptedT5, tx: optax.GradientTransformation, z_loss:
 
     def loss_fn(trainable):
       logits = model.apply({"params": merge_params(trainable, frozen)}, batch["encoder_input_tokens"],
-                           batch["decoder_input_tokens"], targets > 0, deterministic=False, rngs={"dropout": rng})
+                           batch["decoder_input_tokens"], targets, enable_dropout=True, rngs={"dropout": rng})
       loss, z = cross_entropy_with_z_loss(logits, targets, weights, z_loss)
       right = jnp.all((jnp.argmax(logits, -1) == targets) | (weights == 0), axis=-1)
       real = jnp.any(weights > 0, axis=-1)
@@ -98,7 +97,7 @@ def make_score_fn(model: PromptedT5) -> Callable:
   def score(trainable, frozen, batch):
     targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
     logits = model.apply({"params": merge_params(trainable, frozen)}, batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], targets > 0)
+                         batch["decoder_input_tokens"], targets, enable_dropout=False)
     log_likelihood = sequence_scores(logits, targets, weights)
     return -log_likelihood, log_likelihood
 
@@ -114,25 +113,24 @@ def make_rank_fn(model: PromptedT5) -> Callable:
   def rank(trainable, frozen, encoder_input_tokens, candidate_inputs, candidate_targets):
     variables = {"params": merge_params(trainable, frozen)}
     b, c = encoder_input_tokens.shape[0], candidate_targets.shape[0]
-    encoded, mask = model.apply(variables, encoder_input_tokens, method=PromptedT5.encode)
+    encoded = model.apply(variables, encoder_input_tokens, enable_dropout=False, method=PromptedT5.encode)
     targets = jnp.tile(candidate_targets, (b, 1))
-    logits = model.apply(variables, jnp.repeat(encoded, c, axis=0), jnp.repeat(mask, c, axis=0),
-                         jnp.tile(candidate_inputs, (b, 1)), targets > 0, method=PromptedT5.decode)
+    logits = model.apply(variables, jnp.repeat(encoded, c, axis=0), jnp.repeat(encoder_input_tokens, c, axis=0),
+                         jnp.tile(candidate_inputs, (b, 1)), targets, enable_dropout=False, method=PromptedT5.decode)
     return sequence_scores(logits, targets, (targets > 0).astype(jnp.float32)).reshape(b, c)
 
   return rank
 
 
-def make_predict_fn(model: PromptedT5, max_length: int, beam_size: int = 1, alpha: float = 0.6) -> Callable:
+def make_predict_fn(model: PromptedT5, max_length: int, beam_size: int = 1, alpha: float = 0.6,
+                    cached: bool = True) -> Callable:
   """Returns predict(trainable, frozen, encoder_input_tokens [B, T]) -> ids [B, max_length]
-  (EOS-terminated, then padding): greedy decoding, or beam search when beam_size > 1."""
-  decode: Callable = (greedy_decode if beam_size == 1 else
-                      functools.partial(beam_search, beam_size=beam_size, alpha=alpha))
+  (EOS-terminated, then padding): greedy decoding, or beam search when beam_size > 1, with the
+  key/value cache unless `cached` is False (decoding.py)."""
+  decode: Callable = (functools.partial(greedy_decode, cached=cached) if beam_size == 1 else
+                      functools.partial(beam_search, beam_size=beam_size, alpha=alpha, cached=cached))
 
   def predict(trainable, frozen, encoder_input_tokens):
-    params = merge_params(trainable, frozen)
-    encoded, mask = model.apply({"params": params}, encoder_input_tokens, method=PromptedT5.encode)
-    prefixes = model.apply({"params": params}, encoder_input_tokens.shape[0], method=PromptedT5.decoder_prefixes)
-    return decode(T5(model.config), params["backbone"], encoded, mask, max_length, layer_prefixes=prefixes)
+    return decode(model, merge_params(trainable, frozen), encoder_input_tokens, max_length)
 
   return predict

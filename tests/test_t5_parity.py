@@ -5,6 +5,7 @@ scripts/make_t5_goldens.py (2 encoder and 3 decoder layers, N * D != H, a padded
 with one input longer than the relative-position max distance).
 """
 
+import functools
 import json
 import shutil
 
@@ -18,8 +19,10 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
 from conftest import GOLDENS, REPO
-from prompt_tuning_jax.models.t5 import T5, T5Config, greedy_decode, relative_position_bucket
+from prompt_tuning_jax.models.decoding import greedy_decode
+from prompt_tuning_jax.models.t5 import T5, T5Config, relative_position_bucket
 from prompt_tuning_jax.models.t5_checkpoint import CheckpointMismatchError, load_t5
+from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.partitioning import LOGICAL_AXIS_RULES
 
 FIXTURE = GOLDENS / "t5_tiny"
@@ -39,15 +42,18 @@ def golden():
 
 def _forward(config, params, enc, dec, enc_mask=None, dec_mask=None, *, inputs_embeds=None, encoder_prefixes=None,
              decoder_prefixes=None, rngs=None):
-  """(encoder states, logits) from one jitted apply (one compile instead of one per eager op)."""
+  """(encoder states, logits) from one jitted apply (one compile instead of one per eager op).
+
+  dec_mask [B, T'] stands in for the decoder targets (only `> 0` matters); None = all real.
+  """
   enc_mask = np.asarray(enc) > 0 if enc_mask is None else enc_mask
-  deterministic = rngs is None
+  enable_dropout = rngs is not None
 
   def run(module, enc, dec, enc_mask, dec_mask, inputs_embeds, encoder_prefixes, decoder_prefixes):
-    encoded = module.encode(enc, enc_mask, inputs_embeds=inputs_embeds, layer_prefixes=encoder_prefixes,
-                            deterministic=deterministic)
-    return encoded, module.decode(encoded, enc_mask, dec, dec_mask, layer_prefixes=decoder_prefixes,
-                                  deterministic=deterministic)
+    encoded = module.encode(enc, enable_dropout=enable_dropout, encoder_mask=enc_mask, inputs_embeds=inputs_embeds,
+                            layer_prefixes=encoder_prefixes)
+    return encoded, module.decode(encoded, enc, dec, dec_mask, enable_dropout=enable_dropout, encoder_mask=enc_mask,
+                                  layer_prefixes=decoder_prefixes)
 
   fn = jax.jit(lambda p, r, *a: T5(config).apply({"params": p}, *a, method=run, rngs=r))
   out = fn(params, rngs, enc, dec, enc_mask, dec_mask, inputs_embeds, encoder_prefixes, decoder_prefixes)
@@ -91,11 +97,14 @@ def test_decoder_logits_match_transformers(outputs, golden):
   assert error <= TOLERANCE, error
 
 
-def test_greedy_decode_matches_transformers(tiny, golden, outputs):
+def test_greedy_decode_matches_transformers(tiny, golden):
   config, params = tiny
-  ids = greedy_decode(T5(config), params, jnp.asarray(outputs[0]), golden["encoder_mask"],
-                      golden["greedy_ids"].shape[1])
-  np.testing.assert_array_equal(np.asarray(ids), golden["greedy_ids"])
+  assert np.array_equal(golden["encoder_mask"], golden["encoder_input_tokens"] > 0)  # the mask decoding rebuilds
+  for cached in (True, False):
+    decode = jax.jit(functools.partial(greedy_decode, PromptedT5(config), max_length=golden["greedy_ids"].shape[1],
+                                       cached=cached))
+    ids = decode({"backbone": params}, golden["encoder_input_tokens"])
+    np.testing.assert_array_equal(np.asarray(ids), golden["greedy_ids"])
 
 
 def test_inputs_embeds_and_explicit_mask_equal_token_ids(tiny, golden, outputs):
@@ -106,7 +115,7 @@ def test_inputs_embeds_and_explicit_mask_equal_token_ids(tiny, golden, outputs):
   np.testing.assert_allclose(encoded, outputs[0], atol=1e-6)
   np.testing.assert_allclose(logits, outputs[1], atol=1e-6)
   with pytest.raises(ValueError, match="explicit encoder_mask"):
-    T5(config).apply({"params": params}, None, inputs_embeds=embeds, method=T5.encode)
+    T5(config).apply({"params": params}, None, inputs_embeds=embeds, enable_dropout=False, method=T5.encode)
 
 
 def _prefixes(rng, num_layers, batch, length, config):
@@ -161,7 +170,8 @@ def test_dropout_and_bfloat16_run(tiny, golden):
 def test_every_parameter_has_known_logical_axes(tiny):
   config, params = tiny
   ids = jnp.ones((1, 3), jnp.int32)
-  boxed = jax.eval_shape(T5(config).init, jax.random.key(0), ids, ids)["params"]
+  boxed = jax.eval_shape(functools.partial(T5(config).init, enable_dropout=False), jax.random.key(0), ids, ids,
+                         ids)["params"]
   rules = dict(LOGICAL_AXIS_RULES)
   leaves = jax.tree_util.tree_leaves_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
   for path, leaf in leaves:

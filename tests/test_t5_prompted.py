@@ -1,6 +1,8 @@
 """Prompts on T5: prompt-aware masks, deep prompts on both stacks, the t5x loss, frozen weights,
 and rank classification agreeing with greedy decoding (and beam search) on a forced label."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,8 @@ from flax import traverse_util
 
 from conftest import GOLDENS, REPO
 from prompt_tuning_jax import seq2seq, seq2seq_data, trainable
-from prompt_tuning_jax.models.decoding import beam_search
-from prompt_tuning_jax.models.t5 import T5, greedy_decode
+from prompt_tuning_jax.models.decoding import beam_search, greedy_decode
+from prompt_tuning_jax.models.t5 import T5
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
@@ -36,32 +38,39 @@ def sentencepiece():
 
 
 def _params(config, backbone, prompt, seed=0):
-  return init_params(PromptedT5(config, prompt), backbone, seed)
+  return init_params(PromptedT5(config, prompt), backbone, seed, model_kwargs={"enable_dropout": False})
 
 
 def _apply(model, params, *args, method=None, **kwargs):
-  return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method, **kwargs))(params, *args)
+  """model.apply jitted, without dropout."""
+  return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method, enable_dropout=False, **kwargs))(
+      params, *args)
+
+
+def _encoder_mask(model, tokens):
+  return model.apply({}, tokens, method=PromptedT5.encoder_mask)
 
 
 def test_input_prompt_masks_shapes_and_visibility(tiny):
   config, backbone = tiny
   model = PromptedT5(config, InputPrompt(length=3))
   params = _params(config, backbone, model.prompt)
-  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode), _encoder_mask(model, ENC)
   assert encoded.shape == (2, 3 + 7, config.d_model) and mask.shape == (2, 10) and mask.dtype == jnp.bool_
   np.testing.assert_array_equal(mask, np.concatenate([np.ones((2, 3), bool), ENC > 0], axis=1))
   dec = seq2seq_data.shift_right(TARGETS)
-  logits = _apply(model, params, ENC, dec, TARGETS > 0)
+  logits = _apply(model, params, ENC, dec, TARGETS)
   # Encoder-decoder mask: hiding the prompt positions from the cross-attention changes the logits ...
-  decode = lambda m: _apply(model, params, encoded, m, dec, TARGETS > 0, method=PromptedT5.decode)
-  np.testing.assert_allclose(decode(mask), logits, atol=1e-5)
-  assert np.abs(decode(mask.at[:, :3].set(False)) - logits).max() > 1e-3
+  decode = lambda e, m: _apply(T5(config), params["backbone"], e, None, dec, TARGETS, encoder_mask=m,
+                               method=T5.decode)
+  np.testing.assert_allclose(_apply(model, params, encoded, ENC, dec, TARGETS, method=PromptedT5.decode), logits,
+                             atol=1e-5)
+  np.testing.assert_allclose(decode(encoded, mask), logits, atol=1e-5)
+  assert np.abs(decode(encoded, mask.at[:, :3].set(False)) - logits).max() > 1e-3
   # ... while padded encoder positions stay invisible: changing their states changes no real target position.
   noisy = jnp.where(mask[..., None], encoded, 1e3)
   real = TARGETS > 0
-  np.testing.assert_allclose(
-      np.asarray(_apply(model, params, noisy, mask, dec, real, method=PromptedT5.decode))[real],
-      np.asarray(logits)[real], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(decode(noisy, mask))[real], np.asarray(logits)[real], atol=1e-5)
 
 
 def test_input_prompt_acts_as_prepended_tokens(tiny):
@@ -72,9 +81,9 @@ def test_input_prompt_acts_as_prepended_tokens(tiny):
   words = np.array([20, 21, 22])
   params = {**params, "prompt": {"prompt": backbone["token_embedder"]["embedding"][words]}}
   dec = seq2seq_data.shift_right(TARGETS)
-  prompted = _apply(model, params, ENC, dec, TARGETS > 0)
+  prompted = _apply(model, params, ENC, dec, TARGETS)
   plain_inputs = np.concatenate([np.tile(words, (2, 1)), ENC], axis=1)
-  plain = _apply(PromptedT5(config), {"backbone": backbone}, plain_inputs, dec, TARGETS > 0)
+  plain = _apply(PromptedT5(config), {"backbone": backbone}, plain_inputs, dec, TARGETS)
   np.testing.assert_allclose(prompted, plain, atol=1e-5)
 
 
@@ -83,15 +92,15 @@ def test_deep_prompt_covers_encoder_then_decoder_layers(tiny):
   le, ld = config.num_encoder_layers, config.num_decoder_layers
   dec = seq2seq_data.shift_right(TARGETS)
   plain = PromptedT5(config)
-  plain_encoded, _ = _apply(plain, {"backbone": backbone}, ENC, method=PromptedT5.encode)
-  plain_logits = _apply(plain, {"backbone": backbone}, ENC, dec, TARGETS > 0)
+  plain_encoded = _apply(plain, {"backbone": backbone}, ENC, method=PromptedT5.encode)
+  plain_logits = _apply(plain, {"backbone": backbone}, ENC, dec, TARGETS)
   model = PromptedT5(config, DeepPrompt(length=2, layers=[le]))  # only the first decoder layer
   params = _params(config, backbone, model.prompt)
   assert params["prompt"]["prefix"].shape == (1, 2, 2, config.num_heads, config.d_kv)
-  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode), _encoder_mask(model, ENC)
   np.testing.assert_array_equal(encoded, plain_encoded)
   assert mask.shape == ENC.shape  # deep prompts add no input positions
-  assert np.abs(_apply(model, params, ENC, dec, TARGETS > 0) - plain_logits).max() > 1e-3
+  assert np.abs(_apply(model, params, ENC, dec, TARGETS) - plain_logits).max() > 1e-3
   full = PromptedT5(config, DeepPrompt(length=2))
   assert _params(config, backbone, full.prompt)["prompt"]["prefix"].shape[0] == le + ld
 
@@ -100,8 +109,9 @@ def test_ptuning_prepends_virtual_tokens(tiny):
   config, backbone = tiny
   model = PromptedT5(config, PTuningEncoder(length=4, encoder="mlp", template=(4, 0)))
   params = _params(config, backbone, model.prompt)
-  _, mask = _apply(model, params, ENC, method=PromptedT5.encode)
+  mask = _encoder_mask(model, ENC)
   assert mask.shape == (2, 11) and bool(mask[:, :4].all())
+  assert _apply(model, params, ENC, method=PromptedT5.encode).shape[:2] == mask.shape
   with pytest.raises(ValueError, match=r"set the template to \(4, 0\)"):
     _params(config, backbone, PTuningEncoder(length=4, template=(2, 2)))
 
@@ -150,7 +160,7 @@ def _force_labels(model, params, inputs, labels, vocabulary, margin=20.0):
   """
   arrays = seq2seq_data.candidate_arrays(vocabulary, labels, 8)
   targets = arrays["candidate_targets"]
-  _, captured = model.apply({"params": params}, inputs, arrays["candidate_inputs"], targets > 0,
+  _, captured = model.apply({"params": params}, inputs, arrays["candidate_inputs"], targets, enable_dropout=False,
                             capture_intermediates=lambda m, _: m.name == "decoder_norm", mutable=["intermediates"])
   states = np.asarray(captured["intermediates"]["backbone"]["decoder"]["decoder_norm"]["__call__"][0], np.float64)
   rows = targets > 0
@@ -180,11 +190,9 @@ def test_rank_classification_and_decoding_agree_on_forced_labels(tiny, sentencep
 
 def test_beam_of_one_is_greedy(tiny):
   config, backbone = tiny
-  model = T5(config)
-  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=T5.encode))
-  encoded, mask = encode(backbone, ENC), ENC > 0
-  greedy = jax.jit(greedy_decode, static_argnums=(0, 4))(model, backbone, encoded, mask, 6)
-  beam = jax.jit(lambda p, e, m: beam_search(model, p, e, m, 6, beam_size=1, alpha=0.0))(backbone, encoded, mask)
+  model, params = PromptedT5(config), {"backbone": backbone}
+  greedy = jax.jit(greedy_decode, static_argnums=(0, 3))(model, params, ENC, 6)
+  beam = jax.jit(lambda p, x: beam_search(model, p, x, 6, beam_size=1, alpha=0.0))(params, ENC)
   np.testing.assert_array_equal(beam, greedy)
 
 
@@ -192,7 +200,8 @@ def test_every_prompt_parameter_has_replicated_axes(tiny):
   config, _ = tiny
   ids = jnp.ones((1, 3), jnp.int32)
   for prompt in (InputPrompt(length=2), DeepPrompt(length=2), PTuningEncoder(length=2, template=(2, 0))):
-    boxed = jax.eval_shape(PromptedT5(config, prompt).init, jax.random.key(0), ids, ids)["params"]["prompt"]
+    init = functools.partial(PromptedT5(config, prompt).init, enable_dropout=False)
+    boxed = jax.eval_shape(init, jax.random.key(0), ids, ids, ids)["params"]["prompt"]
     leaves = traverse_util.flatten_dict(boxed, sep="/")
     assert all(isinstance(v, nn.LogicallyPartitioned) and all(n.startswith("prompt_") for n in v.names)
                for v in leaves.values()), leaves

@@ -141,11 +141,11 @@ def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str
   return flat
 
 
-def param_shapes(module, *example_args) -> Dict[str, Tuple[int, ...]]:
+def param_shapes(module, *example_args, **example_kwargs) -> Dict[str, Tuple[int, ...]]:
   """{'/'-joined path: shape} of module's parameters, computed without allocating weights."""
   import jax  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  shapes = jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.key(0), *example_args)["params"]))
+  shapes = jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.key(0), *example_args, **example_kwargs)["params"]))
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
 
 

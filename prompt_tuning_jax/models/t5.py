@@ -6,20 +6,35 @@ stack. No biases, no 1/sqrt(D) on q.k (folded into the query initializer), logit
 float32 from an untied `decoder/logits_dense`. Activations run in `config.dtype`
 (e.g. bfloat16); parameters are float32.
 
+Methods and arguments are t5x's EncoderDecoder's: `encode(encoder_input_tokens)`,
+`decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens)` and
+`__call__(encoder_input_tokens, decoder_input_tokens, decoder_target_tokens)`, with
+`enable_dropout` (default True, as in t5x) and `decode` / `max_decode_length` for cached
+decoding. Masks derive from the tokens as in t5x: the encoder sees `encoder_input_tokens > 0`,
+teacher forcing `decoder_target_tokens > 0`. Packing (segment ids, positions) is not
+supported: passing any raises NotImplementedError.
+
 Deep prompts enter through one hook, as in `bert.py`: each encoder and decoder
 *self*-attention accepts an optional prefix (keys, values) [B, P, N, D], concatenated in
 front of its own keys and values. Prefix positions are visible to every query (in the
 decoder too: they lie before the first token), get no relative-position bias (bias 0),
 and never act as queries. Cross-attention takes no prefix. Input prompts enter through
 `inputs_embeds` with an explicit `encoder_mask` that marks prompt positions visible;
-`decode` takes the same mask, so the encoder-decoder attention sees them as well.
+`decode` takes the same mask, so the encoder-decoder attention sees them as well. These
+extras are keyword-only; `t5_prompted.PromptedT5` wraps them in the plain t5x signatures.
+
+Cached decoding (`decode=True`), as in t5x: each decoder self-attention keeps `cached_key`,
+`cached_value` [B, L, N, D] and `cache_index` in the 'cache' collection. A first call on a
+[B, L] (dummy) decoder input creates the cache; each later call takes one token [B, 1],
+writes its key and value at `cache_index` and attends to the cache with row `cache_index`
+of the causal mask and relative position bias. A decoder deep prompt's prefix stays in
+front of the cached keys and values. The encoder-decoder attention caches the projected
+encoder states, computed at the first step. `decoding.py` holds the loops.
 
 Masks follow t5x: a padded position neither attends nor is attended to (its own output
 is meaningless and should be ignored). Against t5x, two changes keep every value: token
 embeddings are gathered rather than one-hot contracted, and the relative position bias
-is computed once per stack rather than once per layer. Not implemented: packing (segment
-ids) and the incremental decoding cache (`greedy_decode` re-runs the decoder on a
-fixed-length buffer instead).
+is computed once per stack rather than once per layer.
 
 Parameter tree (logical axes in brackets):
   token_embedder/embedding                                   [vocab, embed]
@@ -155,38 +170,61 @@ def _dense(features, axes, name, kernel_init, dtype):
                   kernel_init=with_axes(kernel_init, *axes), name=name)
 
 
+def _query_init(head_dim: int):
+  def init(key, shape, dtype=jnp.float32):  # t5x folds 1/sqrt(D) into the query init.
+    return _ATTENTION_INIT(key, shape, dtype) / jnp.sqrt(head_dim).astype(dtype)
+  return init
+
+
+def _project(config: T5Config, x, name: str, init) -> jax.Array:
+  """[B, T, H] -> [B, T, N, D] by the current module's Dense `name`."""
+  n, d = config.num_heads, config.d_kv
+  y = _dense(n * d, ("embed", "joined_kv"), name, init, config.activation_dtype)(x).reshape(*x.shape[:2], n, d)
+  return nn.with_logical_constraint(y, ("batch", "length", "heads", "kv"))
+
+
 class Attention(nn.Module):
-  """Multi-head dot-product attention without biases or 1/sqrt(D), with an optional key/value prefix."""
+  """Multi-head dot-product attention without biases or 1/sqrt(D), with an optional key/value prefix.
+
+  With decode=True it keeps a cache in the 'cache' collection: `cached_key`, `cached_value`
+  and `cache_index`. A call that finds no cache (the initialising pass, [B, L] inputs)
+  creates it (zeros, index 0) and attends as usual. Afterwards each call is one step:
+  - self-attention (`cross` False): the step's key and value [B, 1, N, D] are written at
+    `cache_index`, and the query attends to the [B, L, N, D] cache with row `cache_index`
+    of the [.., L, L] bias (causal mask and relative positions), so unwritten positions
+    stay masked;
+  - encoder-decoder attention (`cross` True): the projected encoder states [B, T, N, D]
+    are computed at the first step (index 0) and read from the cache afterwards.
+  A deep-prompt prefix goes in front of the (cached) keys and values, visible to every step.
+  """
   config: T5Config
+  cross: bool = False
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, bias, prefix: Optional[Prefix], deterministic: bool):
+  def __call__(self, inputs_q, inputs_kv, bias, prefix: Optional[Prefix], deterministic: bool, decode: bool = False):
     """Attends `inputs_q` [B, Tq, H] to `inputs_kv` [B, Tk, H].
 
     Args:
-      inputs_q: [B, Tq, H] queries' inputs.
+      inputs_q: [B, Tq, H] queries' inputs (Tq = 1 in a decode step).
       inputs_kv: [B, Tk, H] keys' and values' inputs.
-      bias: added to the logits, broadcastable to [B, N, Tq, Tk] (masks and position bias).
+      bias: added to the logits, broadcastable to [B, N, Tq, Tk] (masks and position bias); in a
+        self-attention decode step [.., N, L, L], of which the step's row is taken.
       prefix: None or (keys, values) [B, P, N, D], prepended with bias 0.
       deterministic: False enables dropout (needs a 'dropout' rng).
+      decode: use and update the cache (class docstring).
 
     Returns:
       [B, Tq, H].
     """
     c = self.config
     dtype = c.activation_dtype
-    n, d = c.num_heads, c.d_kv
-
-    def query_init(key, shape, dtype=jnp.float32):  # t5x folds 1/sqrt(D) into the query init.
-      return _ATTENTION_INIT(key, shape, dtype) / jnp.sqrt(d).astype(dtype)
-
-    def project(x, name, init):
-      y = _dense(n * d, ("embed", "joined_kv"), name, init, dtype)(x).reshape(*x.shape[:2], n, d)
-      return nn.with_logical_constraint(y, ("batch", "length", "heads", "kv"))
-
-    q = project(inputs_q, "query", query_init)
-    k = project(inputs_kv, "key", _ATTENTION_INIT)
-    v = project(inputs_kv, "value", _ATTENTION_INIT)
+    q = _project(c, inputs_q, "query", _query_init(c.d_kv))
+    if decode and self.cross:
+      k, v = self._cached_encoder_kv(inputs_kv)
+    else:
+      k, v = _project(c, inputs_kv, "key", _ATTENTION_INIT), _project(c, inputs_kv, "value", _ATTENTION_INIT)
+      if decode:
+        k, v, bias = self._cached_self_kv(k, v, bias)
     if prefix is not None:
       prefix_k, prefix_v = prefix
       k = jnp.concatenate([prefix_k.astype(k.dtype), k], axis=1)
@@ -198,8 +236,46 @@ class Attention(nn.Module):
     probs = jax.nn.softmax(logits + bias.astype(logits.dtype)).astype(dtype)
     # t5x shares the attention dropout mask across queries.
     probs = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(probs, deterministic=deterministic)
-    out = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(*inputs_q.shape[:2], n * d)
+    out = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(*inputs_q.shape[:2], c.num_heads * c.d_kv)
     return _dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", _ATTENTION_INIT, dtype)(out)
+
+  def _cache_variables(self, shape, dtype):
+    """(initialised before this call?, cached_key, cached_value, cache_index) variables."""
+    initialised = self.has_variable("cache", "cached_key")
+    return (initialised, self.variable("cache", "cached_key", jnp.zeros, shape, dtype),
+            self.variable("cache", "cached_value", jnp.zeros, shape, dtype),
+            self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32)))
+
+  def _cached_self_kv(self, k, v, bias):
+    """Self-attention decode: (keys, values) [B, L, N, D] and the step's bias [.., N, 1, L]."""
+    initialised, cached_k, cached_v, index = self._cache_variables(k.shape, k.dtype)
+    if not initialised:
+      return k, v, bias
+    length = cached_k.value.shape[1]
+    if k.shape[1] != 1:
+      raise ValueError(f"A decode step takes one decoder token [B, 1], not {k.shape[1]}.")
+    if bias.shape[-1] != length:
+      raise ValueError(f"The cache holds {length} positions but the bias covers {bias.shape[-1]}: pass "
+                       f"max_decode_length={length} at every decode step.")
+    i = index.value
+    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype), (0, i, 0, 0))
+    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype), (0, i, 0, 0))
+    index.value = i + 1
+    return cached_k.value, cached_v.value, jax.lax.dynamic_slice_in_dim(bias, i, 1, axis=-2)
+
+  def _cached_encoder_kv(self, encoded):
+    """Encoder-decoder decode: the projected encoder states (keys, values) [B, T, N, D]."""
+    c = self.config
+    project = lambda x: (_project(c, x, "key", _ATTENTION_INIT), _project(c, x, "value", _ATTENTION_INIT))
+    n, d = c.num_heads, c.d_kv
+    initialised, cached_k, cached_v, index = self._cache_variables((*encoded.shape[:2], n, d), c.activation_dtype)
+    if not initialised:
+      return project(encoded)
+    # Projected once, at the first step; nn.cond runs only the taken branch.
+    k, v = nn.cond(index.value == 0, lambda mdl, x, k, v: project(x), lambda mdl, x, k, v: (k, v), self,
+                   encoded, cached_k.value, cached_v.value)
+    cached_k.value, cached_v.value, index.value = k, v, index.value + 1
+    return k, v
 
 
 class Mlp(nn.Module):
@@ -244,12 +320,15 @@ class DecoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, y, encoded, self_bias, cross_bias, prefix: Optional[Prefix], deterministic: bool):
+  def __call__(self, y, encoded, self_bias, cross_bias, prefix: Optional[Prefix], deterministic: bool,
+               decode: bool = False):
     c = self.config
     h = _norm(c, "pre_self_attention_layer_norm")(y)
-    y = _residual(c, y, Attention(c, name="self_attention")(h, h, self_bias, prefix, deterministic), deterministic)
+    attended = Attention(c, name="self_attention")(h, h, self_bias, prefix, deterministic, decode)
+    y = _residual(c, y, attended, deterministic)
     h = _norm(c, "pre_cross_attention_layer_norm")(y)
-    cross = Attention(c, name="encoder_decoder_attention")(h, encoded, cross_bias, None, deterministic)
+    cross = Attention(c, cross=True, name="encoder_decoder_attention")(h, encoded, cross_bias, None, deterministic,
+                                                                       decode)
     y = _residual(c, y, cross, deterministic)
     h = _norm(c, "pre_mlp_layer_norm")(y)
     return _residual(c, y, Mlp(c, name="mlp")(h, deterministic), deterministic)
@@ -287,26 +366,41 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, y, encoded, decoder_mask, encoder_decoder_mask, layer_prefixes: LayerPrefixes,
-               deterministic: bool):
+               deterministic: bool, decode: bool = False, max_decode_length: Optional[int] = None):
+    """decoder_mask [B, T'] or None (all real); encoder_decoder_mask [B, T', T]; with `decode`, the
+    self-attention bias covers max_decode_length positions (default T'), of which each step takes a row."""
     c = self.config
     dtype = c.activation_dtype
     layer_prefixes = _check_prefixes(layer_prefixes, c.num_decoder_layers, "decoder")
-    t = y.shape[1]
+    t = max_decode_length if decode and max_decode_length else y.shape[1]
     relpos = RelativePositionBiases(c, name="relpos_bias")(t, bidirectional=False)
-    self_mask = jnp.tril(jnp.ones((t, t), bool))[None] & decoder_mask[:, :, None] & decoder_mask[:, None, :]
-    self_bias = mask_bias(self_mask, dtype) + relpos  # [B, N, T', T']
+    self_mask = jnp.tril(jnp.ones((t, t), bool))[None]
+    if decoder_mask is not None:
+      self_mask = self_mask & decoder_mask[:, :, None] & decoder_mask[:, None, :]
+    self_bias = mask_bias(self_mask, dtype) + relpos  # [B or 1, N, T', T']
     cross_bias = mask_bias(encoder_decoder_mask, dtype)  # [B, 1, T', T]
     y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic).astype(dtype)
     for i, prefix in enumerate(layer_prefixes):
-      y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, prefix, deterministic)
+      y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, prefix, deterministic, decode)
     y = RmsNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
     y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     logits = _dense(c.vocab_size, ("embed", "vocab"), "logits_dense", _DENSE_INIT, jnp.float32)(y)
     return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
+def check_no_packing(**arrays) -> None:
+  """Packed examples (segment ids, positions) are not supported: refuse any that is given."""
+  given = sorted(name for name, value in arrays.items() if value is not None)
+  if given:
+    raise NotImplementedError(f"Packing is not supported: {', '.join(given)} must be None (one example per row).")
+
+
 class T5(nn.Module):
-  """T5 1.1 encoder-decoder: `encode`, `decode`, and `__call__` for teacher forcing."""
+  """T5 1.1 encoder-decoder with t5x's EncoderDecoder methods: `encode`, `decode`, `__call__`.
+
+  Beyond t5x's arguments, keyword-only extras carry the prompt hooks: `inputs_embeds` and an
+  explicit `encoder_mask` (input prompts), `layer_prefixes` (deep prompts).
+  """
   config: T5Config
 
   def setup(self):
@@ -325,26 +419,30 @@ class T5(nn.Module):
     return self.token_embedder.embedding
 
   def encode(self,
-             encoder_input_tokens=None,
-             encoder_mask=None,
+             encoder_input_tokens,
+             encoder_segment_ids=None,
+             encoder_positions=None,
              *,
+             enable_dropout: bool = True,
+             encoder_mask=None,
              inputs_embeds=None,
-             layer_prefixes: LayerPrefixes = None,
-             deterministic: bool = True):
+             layer_prefixes: LayerPrefixes = None):
     """Encodes a batch.
 
     Args:
-      encoder_input_tokens: [B, T] ids, 0 = padding (ignored when `inputs_embeds` is given).
+      encoder_input_tokens: [B, T] ids, 0 = padding (may be None when `inputs_embeds` is given).
+      encoder_segment_ids, encoder_positions: packing; not supported (must be None).
+      enable_dropout: True enables dropout (needs a 'dropout' rng).
       encoder_mask: [B, T], 1 where a position is visible (real tokens and prompt positions).
         Defaults to `encoder_input_tokens > 0`; required with `inputs_embeds`. Pass the same
         mask to `decode`.
       inputs_embeds: [B, T, H] embeddings to use instead of looking up ids.
       layer_prefixes: per encoder layer, None or (keys, values) [B, P, N, D] (deep prompts).
-      deterministic: False enables dropout (needs a 'dropout' rng).
 
     Returns:
       Encoder states [B, T, H] in `config.dtype`.
     """
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, encoder_positions=encoder_positions)
     if inputs_embeds is None:
       if encoder_input_tokens is None:
         raise ValueError("encode needs encoder_input_tokens or inputs_embeds.")
@@ -353,88 +451,82 @@ class T5(nn.Module):
         encoder_mask = encoder_input_tokens > 0
     elif encoder_mask is None:
       raise ValueError("encode with inputs_embeds needs an explicit encoder_mask [B, T] (1 = visible).")
-    return self.encoder(inputs_embeds, encoder_mask.astype(bool), layer_prefixes, deterministic)
+    return self.encoder(inputs_embeds, encoder_mask.astype(bool), layer_prefixes, not enable_dropout)
 
   def decode(self,
              encoded,
-             encoder_mask,
+             encoder_input_tokens,
              decoder_input_tokens,
-             decoder_mask=None,
+             decoder_target_tokens,
+             encoder_segment_ids=None,
+             decoder_segment_ids=None,
+             decoder_positions=None,
              *,
-             layer_prefixes: LayerPrefixes = None,
-             deterministic: bool = True):
-    """Teacher-forced decoder pass.
+             enable_dropout: bool = True,
+             decode: bool = False,
+             max_decode_length: Optional[int] = None,
+             encoder_mask=None,
+             layer_prefixes: LayerPrefixes = None):
+    """Decoder pass: teacher forcing, or with `decode` one cached step.
 
     Args:
       encoded: [B, T, H] encoder states.
-      encoder_mask: [B, T] the mask given to `encode` (None = all visible).
-      decoder_input_tokens: [B, T'] ids, starting with the start id 0 (targets shifted right).
-      decoder_mask: [B, T'], 1 for real target positions (t5x: decoder_target_tokens > 0);
-        None = all real. Masked positions neither attend nor are attended to; the causal
-        mask applies on top.
+      encoder_input_tokens: [B, T] ids; the cross-attention sees `encoder_input_tokens > 0`
+        unless `encoder_mask` is given (None and no mask: all visible).
+      decoder_input_tokens: [B, T'] ids, starting with the start id 0 (targets shifted right);
+        [B, 1], the previous token, in a decode step.
+      decoder_target_tokens: [B, T']; in teacher forcing its positions > 0 are the real ones
+        (None = all real). Masked positions neither attend nor are attended to; the causal
+        mask applies on top. Ignored with `decode` (every decoded position is real).
+      encoder_segment_ids, decoder_segment_ids, decoder_positions: packing; not supported.
+      enable_dropout: True enables dropout (needs a 'dropout' rng).
+      decode: use the key/value cache ('cache' collection, mutable): a first call on [B, L]
+        inputs creates it, later calls each decode one position (see `Attention`).
+      max_decode_length: L, the cache length; required at every decode step.
+      encoder_mask: [B, T] the mask given to `encode` (input prompts' positions visible).
       layer_prefixes: per decoder layer, None or (keys, values) [B, P, N, D] for the
         self-attention.
-      deterministic: False enables dropout (needs a 'dropout' rng).
 
     Returns:
       Logits [B, T', V] in float32.
     """
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
+                     decoder_positions=decoder_positions)
     b, t = decoder_input_tokens.shape
-    decoder_mask = jnp.ones((b, t), bool) if decoder_mask is None else decoder_mask.astype(bool)
     if encoder_mask is None:
-      encoder_mask = jnp.ones(encoded.shape[:2], bool)
-    encoder_decoder_mask = decoder_mask[:, :, None] & encoder_mask.astype(bool)[:, None, :]
+      encoder_mask = jnp.ones(encoded.shape[:2], bool) if encoder_input_tokens is None else encoder_input_tokens > 0
+    if decode or decoder_target_tokens is None:
+      decoder_mask = None
+      rows = jnp.ones((b, t), bool)
+    else:
+      decoder_mask = rows = jnp.asarray(decoder_target_tokens) > 0
+    encoder_decoder_mask = rows[:, :, None] & encoder_mask.astype(bool)[:, None, :]
     return self.decoder(self.embed_words(decoder_input_tokens), encoded, decoder_mask, encoder_decoder_mask,
-                        layer_prefixes, deterministic)
+                        layer_prefixes, not enable_dropout, decode, max_decode_length)
 
   def __call__(self,
                encoder_input_tokens,
                decoder_input_tokens,
-               encoder_mask=None,
-               decoder_mask=None,
+               decoder_target_tokens,
+               encoder_segment_ids=None,
+               decoder_segment_ids=None,
+               encoder_positions=None,
+               decoder_positions=None,
                *,
+               enable_dropout: bool = True,
+               decode: bool = False,
+               max_decode_length: Optional[int] = None,
+               encoder_mask=None,
                inputs_embeds=None,
                encoder_layer_prefixes: LayerPrefixes = None,
-               decoder_layer_prefixes: LayerPrefixes = None,
-               deterministic: bool = True):
+               decoder_layer_prefixes: LayerPrefixes = None):
     """`encode` then `decode`: logits [B, T', V] (float32). Arguments as there."""
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
+                     encoder_positions=encoder_positions, decoder_positions=decoder_positions)
     if inputs_embeds is None and encoder_mask is None:
       encoder_mask = encoder_input_tokens > 0
-    encoded = self.encode(encoder_input_tokens, encoder_mask, inputs_embeds=inputs_embeds,
-                          layer_prefixes=encoder_layer_prefixes, deterministic=deterministic)
-    return self.decode(encoded, encoder_mask, decoder_input_tokens, decoder_mask,
-                       layer_prefixes=decoder_layer_prefixes, deterministic=deterministic)
-
-
-def greedy_decode(model: T5, params, encoded, encoder_mask, max_length: int, *, start_id: int = 0, eos_id: int = 1,
-                  pad_id: int = 0, layer_prefixes: LayerPrefixes = None) -> jax.Array:
-  """Argmax decoding without a cache: each step re-runs the decoder on a [B, max_length] buffer.
-
-  The causal mask keeps not-yet-written positions out of the step's logits, so every
-  step compiles to the same program. After EOS an example emits `pad_id`.
-
-  Args:
-    model: the T5 module.
-    params: its parameters (without the 'params' wrapper).
-    encoded: [B, T, H] from `encode`.
-    encoder_mask: [B, T] the mask given to `encode`.
-    max_length: G, the number of ids to produce.
-    start_id, eos_id, pad_id: T5 uses 0, 1, 0.
-    layer_prefixes: decoder deep prompts, as in `decode`.
-
-  Returns:
-    [B, G] int32 ids, the start id excluded.
-  """
-  b = encoded.shape[0]
-  tokens = jnp.full((b, max_length + 1), pad_id, jnp.int32).at[:, 0].set(start_id)
-
-  def step(i, carry):
-    tokens, done = carry
-    logits = model.apply({"params": params}, encoded, encoder_mask, tokens[:, :-1], layer_prefixes=layer_prefixes,
-                         method=T5.decode)
-    nxt = jnp.argmax(jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), axis=-1).astype(jnp.int32)
-    nxt = jnp.where(done, pad_id, nxt)
-    return tokens.at[:, i + 1].set(nxt), done | (nxt == eos_id)
-
-  tokens, _ = jax.lax.fori_loop(0, max_length, step, (tokens, jnp.zeros((b,), bool)))
-  return tokens[:, 1:]
+    encoded = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, encoder_mask=encoder_mask,
+                          inputs_embeds=inputs_embeds, layer_prefixes=encoder_layer_prefixes)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+                       enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length,
+                       encoder_mask=encoder_mask, layer_prefixes=decoder_layer_prefixes)

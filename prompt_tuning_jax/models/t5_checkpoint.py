@@ -122,7 +122,7 @@ def expected_param_shapes(config: T5Config) -> Dict[str, Tuple[int, ...]]:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.models.t5 import T5  # pylint: disable=g-import-not-at-top
   ids = jnp.ones((1, 2), jnp.int32)
-  return bert_checkpoint.param_shapes(T5(config), ids, ids)
+  return bert_checkpoint.param_shapes(T5(config), ids, ids, ids, enable_dropout=False)
 
 
 def load_t5(model_dir):

@@ -17,6 +17,13 @@ and `prompt/...` (new). The prompt's kind picks how it enters, through the hooks
   first: `DeepPrompt.layers` indexes that joint stack (e.g. [0, ..., Le - 1] prompts only
   the encoder) and an export stores it as `prompt/prefix` [Le + Ld, 2, P, N, D].
   Cross-attention takes no prefix.
+
+The methods have t5x's EncoderDecoder signatures: `encode(encoder_input_tokens)` -> states
+[B, P+T, H], `decode(encoded, encoder_input_tokens, decoder_input_tokens,
+decoder_target_tokens)` and `__call__(encoder_input_tokens, decoder_input_tokens,
+decoder_target_tokens)` -> logits, with `enable_dropout` and, for cached decoding, `decode` and
+`max_decode_length` (see `t5.py`). The encoder mask is rebuilt from the tokens wherever it is
+needed (`encoder_mask`: P ones in front for input prompts). `decoding.py` decodes with it.
 """
 
 from typing import List, Optional, Tuple, Union
@@ -25,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning_jax.models.t5 import T5, LayerPrefixes, T5Config
+from prompt_tuning_jax.models.t5 import T5, LayerPrefixes, T5Config, check_no_packing
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, check_template
@@ -54,46 +61,64 @@ class PromptedT5(nn.Module):
     """P positions the prompt adds to the encoder input (0 for deep prompts or none)."""
     return self.prompt.length if isinstance(self.prompt, (InputPrompt, PTuningEncoder)) else 0
 
-  def _deep_prefixes(self, batch: int, deterministic: bool) -> Tuple[LayerPrefixes, LayerPrefixes]:
+  def _deep_prefixes(self, batch: int, enable_dropout: bool) -> Tuple[LayerPrefixes, LayerPrefixes]:
     """(encoder, decoder) per-layer prefixes, each None when there is no deep prompt."""
     if not isinstance(self.prompt, DeepPrompt):
       return None, None
     c = self.config
     total = c.num_encoder_layers + c.num_decoder_layers
-    prefixes = self.prompt(batch, total, c.num_heads, c.d_kv, deterministic=deterministic)
+    prefixes = self.prompt(batch, total, c.num_heads, c.d_kv, deterministic=not enable_dropout)
     per_layer: List = layer_prefixes(prefixes, resolve_layers(self.prompt.layers, total), total)
     return per_layer[:c.num_encoder_layers], per_layer[c.num_encoder_layers:]
 
-  def encode(self, encoder_input_tokens: jax.Array, deterministic: bool = True) -> Tuple[jax.Array, jax.Array]:
-    """[B, T] ids (0 = padding) -> (encoder states [B, P+T, H], encoder mask [B, P+T]).
-
-    Pass the mask on to `decode`: it is what the cross-attention may see.
-    """
+  def encoder_mask(self, encoder_input_tokens: jax.Array) -> jax.Array:
+    """[B, T] ids -> [B, P+T] bool: what the encoder and the cross-attention see (prompt positions always)."""
     mask = encoder_input_tokens > 0
+    p = self.input_prompt_length()
+    return jnp.concatenate([jnp.ones((mask.shape[0], p), bool), mask], axis=1) if p else mask
+
+  def encode(self, encoder_input_tokens: jax.Array, encoder_segment_ids=None, encoder_positions=None, *,
+             enable_dropout: bool = True) -> jax.Array:
+    """[B, T] ids (0 = padding) -> encoder states [B, P+T, H] (P = `input_prompt_length()`).
+
+    Segment ids and positions (packing) are not supported. The states of padded positions
+    are meaningless; `decode` masks them again from `encoder_input_tokens`.
+    """
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, encoder_positions=encoder_positions)
+    mask = self.encoder_mask(encoder_input_tokens)
     if self.input_prompt_length():
-      embeds, _, mask = prepend(self.prompt(self.backbone.word_embedding_table()),
-                                self.backbone.embed_words(encoder_input_tokens), None, mask)
-      return self.backbone.encode(None, mask, inputs_embeds=embeds, deterministic=deterministic), mask
-    prefixes, _ = self._deep_prefixes(encoder_input_tokens.shape[0], deterministic)
-    return self.backbone.encode(encoder_input_tokens, mask, layer_prefixes=prefixes,
-                                deterministic=deterministic), mask
+      embeds, _, _ = prepend(self.prompt(self.backbone.word_embedding_table()),
+                             self.backbone.embed_words(encoder_input_tokens), None, encoder_input_tokens > 0)
+      return self.backbone.encode(None, enable_dropout=enable_dropout, encoder_mask=mask, inputs_embeds=embeds)
+    prefixes, _ = self._deep_prefixes(encoder_input_tokens.shape[0], enable_dropout)
+    return self.backbone.encode(encoder_input_tokens, enable_dropout=enable_dropout, encoder_mask=mask,
+                                layer_prefixes=prefixes)
 
-  def decoder_prefixes(self, batch: int, deterministic: bool = True) -> LayerPrefixes:
+  def decoder_prefixes(self, batch: int, *, enable_dropout: bool = True) -> LayerPrefixes:
     """Per decoder layer None or (keys, values) [B, P, N, D]: what decoding loops pass to `T5.decode`."""
-    return self._deep_prefixes(batch, deterministic)[1]
+    return self._deep_prefixes(batch, enable_dropout)[1]
 
-  def decode(self, encoded, encoder_mask, decoder_input_tokens, decoder_mask=None,
-             deterministic: bool = True) -> jax.Array:
-    """Teacher-forced decoder pass -> float32 logits [B, T', V]; arguments as `T5.decode`."""
-    prefixes = self.decoder_prefixes(decoder_input_tokens.shape[0], deterministic)
-    return self.backbone.decode(encoded, encoder_mask, decoder_input_tokens, decoder_mask, layer_prefixes=prefixes,
-                                deterministic=deterministic)
+  def decode(self, encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+             encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None, *,
+             enable_dropout: bool = True, decode: bool = False, max_decode_length: Optional[int] = None) -> jax.Array:
+    """Decoder pass -> float32 logits [B, T', V], as `T5.decode`: `encoded` [B, P+T, H] from `encode`,
+    `encoder_input_tokens` [B, T] (the mask is rebuilt from them, prompt positions visible),
+    decoder inputs and targets [B, T'] ([B, 1] per cached step with `decode`; targets ignored there)."""
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
+                     decoder_positions=decoder_positions)
+    prefixes = self.decoder_prefixes(decoder_input_tokens.shape[0], enable_dropout=enable_dropout)
+    return self.backbone.decode(encoded, None, decoder_input_tokens, decoder_target_tokens,
+                                enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length,
+                                encoder_mask=self.encoder_mask(encoder_input_tokens), layer_prefixes=prefixes)
 
-  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_mask=None,
-               deterministic: bool = True) -> jax.Array:
-    """[B, T] inputs, [B, T'] decoder inputs (targets shifted right), [B, T'] decoder mask
-    (t5x: decoder_target_tokens > 0; None = all real) -> logits [B, T', V] (float32)."""
-    encoded, mask = self.encode(encoder_input_tokens, deterministic)
-    if decoder_mask is not None:
-      decoder_mask = jnp.asarray(decoder_mask).astype(bool)
-    return self.decode(encoded, mask, decoder_input_tokens, decoder_mask, deterministic)
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens, encoder_segment_ids=None,
+               decoder_segment_ids=None, encoder_positions=None, decoder_positions=None, *,
+               enable_dropout: bool = True, decode: bool = False,
+               max_decode_length: Optional[int] = None) -> jax.Array:
+    """[B, T] inputs, [B, T'] decoder inputs (targets shifted right) and targets (positions > 0
+    are real) -> logits [B, T', V] (float32). With `decode` the decoder runs cached (`T5.decode`)."""
+    check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
+                     encoder_positions=encoder_positions, decoder_positions=decoder_positions)
+    encoded = self.encode(encoder_input_tokens, enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+                       enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length)

@@ -182,7 +182,7 @@ def _fresh(config: T5Config, seed: int) -> Dict[str, np.ndarray]:
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.models.t5 import T5  # pylint: disable=g-import-not-at-top
   ids = np.ones((1, 2), np.int32)
-  params = jax.jit(lambda rng: nn.meta.unbox(T5(config).init(rng, ids, ids)["params"]))(jax.random.key(seed))
+  params = jax.jit(lambda rng: nn.meta.unbox(T5(config).init(rng, ids, ids, ids, enable_dropout=False)["params"]))(jax.random.key(seed))
   return traverse_util.flatten_dict(jax.device_get(params), sep="/")
 
 
