@@ -11,7 +11,7 @@ import pytest
 from flax import traverse_util
 
 from conftest import GOLDENS, REPO
-from prompt_tuning_jax import seq2seq, seq2seq_data, trainable
+from prompt_tuning_jax import seq2seq_data, trainable
 from prompt_tuning_jax.models.decoding import beam_search, greedy_decode
 from prompt_tuning_jax.models.t5 import T5
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
@@ -19,8 +19,9 @@ from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
-from prompt_tuning_jax.train_step import TrainState, adafactor
-from prompt_tuning_jax.trainer import init_params
+from prompt_tuning_jax.models import encoder_decoder_model as seq2seq
+from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
+from prompt_tuning_jax.train_step import TrainState, adafactor, make_train_step
 from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary
 
 ENC = np.array([[5, 6, 7, 8, 1, 0, 0], [9, 10, 1, 0, 0, 0, 0]], np.int32)  # padded inputs, EOS = 1
@@ -38,7 +39,8 @@ def sentencepiece():
 
 
 def _params(config, backbone, prompt, seed=0):
-  return init_params(PromptedT5(config, prompt), backbone, seed, model_kwargs={"enable_dropout": False})
+  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
+  return EncoderDecoderModel(PromptedT5(config, prompt)).init_params(jax.random.key(seed), backbone, shapes)
 
 
 def _apply(model, params, *args, method=None, **kwargs):
@@ -125,7 +127,7 @@ def test_t5x_loss_and_normalizing_factor():
   nll = log_z - np.take_along_axis(np.asarray(logits, np.float64), targets[..., None], -1)[..., 0]
   np.testing.assert_allclose(loss, ((nll + 1e-4 * log_z ** 2) * weights).sum(), rtol=1e-5)
   np.testing.assert_allclose(z, (1e-4 * log_z ** 2 * weights).sum(), rtol=1e-5)
-  assert float(seq2seq._normalize(loss, weights, seq2seq.NUM_REAL_TARGET_TOKENS)) == pytest.approx(float(loss) / 5)
+  assert float(seq2seq.normalize_loss(loss, weights, seq2seq.NUM_REAL_TARGET_TOKENS)) == pytest.approx(float(loss) / 5)
 
 
 def test_training_moves_only_the_prompt(tiny):
@@ -136,7 +138,7 @@ def test_training_moves_only_the_prompt(tiny):
   before = {k: np.array(v) for k, v in trainable.flatten(frozen).items()}
   prompt_before = np.array(trained["prompt"]["prompt"])
   tx = adafactor()
-  step = jax.jit(seq2seq.make_train_step(model, tx), donate_argnums=0)
+  step = jax.jit(make_train_step(EncoderDecoderModel(model), tx), donate_argnums=0)
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
   batch = {"encoder_input_tokens": ENC, "decoder_input_tokens": seq2seq_data.shift_right(TARGETS),
            "decoder_target_tokens": TARGETS, "decoder_loss_weights": (TARGETS > 0).astype(np.float32)}
@@ -179,12 +181,16 @@ def test_rank_classification_and_decoding_agree_on_forced_labels(tiny, sentencep
   params = _force_labels(model, _params(config, backbone, model.prompt), ENC, forced, sentencepiece)
   trained, frozen = trainable.split_params(params, [r"prompt/.*"])
   candidates = seq2seq_data.candidate_arrays(sentencepiece, labels, 8)
-  scores = jax.jit(seq2seq.make_rank_fn(model))(trained, frozen, ENC, candidates["candidate_inputs"],
-                                                candidates["candidate_targets"])
+  contract = EncoderDecoderModel(model, max_decode_length=8)
+  merged = lambda t, f: trainable.merge_params(t, f)
+  scores = jax.jit(lambda t, f, *c: contract.rank_scores(merged(t, f), ENC, *c))(
+      trained, frozen, candidates["candidate_inputs"], candidates["candidate_targets"])
   assert [labels[i] for i in np.argmax(scores, -1)] == forced
   assert float(jnp.max(scores, -1).min()) > -1e-3  # the forced label is (nearly) certain
   for beam_size in (1, 3):
-    ids = jax.jit(seq2seq.make_predict_fn(model, 8, beam_size=beam_size))(trained, frozen, ENC)
+    contract = EncoderDecoderModel(model, max_decode_length=8, beam_size=beam_size)
+    ids = jax.jit(lambda t, f: contract.predict_batch_with_aux(merged(t, f), {"encoder_input_tokens": ENC})[0])(
+        trained, frozen)
     assert [sentencepiece.decode(row.tolist()) for row in np.asarray(ids)] == forced, beam_size
 
 
