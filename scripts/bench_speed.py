@@ -3,7 +3,7 @@ r"""Speed of every method (issue 7, part 4), in one process on whatever JAX devi
   python scripts/bench_speed.py --out=results/bench_speed.json [--quick] [--batch=32 --length=128]
 
 For each method the model is built from the same gin files the command line uses (gin/sst2.gin plus
-gin/methods/<method>.gin, via train.parse_gin), with the trainer's own build_model, init_params,
+gin/methods/<method>.gin, via train.parse_gin), with the trainer's own build_model, the model contract's init_params,
 trainable.split_params and train_step.make_train_step, and the compiled train step is timed on full
 batches of `batch` x `length` real tokens after warm-up. Recorded per method: step time (median and min),
 text tokens/s, an analytic FLOP count of the step, the achieved GFLOP/s against a matrix-multiply peak
@@ -24,6 +24,11 @@ with `top k` layers skip the backward pass below them, which is why they train f
 Mixed-task inference: a PromptBank of 8 deep prompts (P=20) with 8 heads, as `MULTITASK_PROMPT='per_task'`
 builds it, serves batches whose examples pick their own prompt by task id; it is timed on batches from 8
 tasks, from one task, and against the plain single-prompt model.
+
+T5 decoding: greedy decoding of 64 new tokens at batch 8 (inputs of 64 random ids) on a randomly
+initialised T5 1.1 small (T5Config's defaults), with the key/value cache and without it (each step
+re-runs the decoder on the 64-position buffer), in tokens/s (batch x 64 steps per run: the loop runs
+every step, also after EOS). Full runs only; `--decoding_only --out=FILE` runs just this part.
 """
 
 import argparse
@@ -40,6 +45,7 @@ from typing import Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import gin  # pylint: disable=g-import-not-at-top
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -51,9 +57,13 @@ sys.path.insert(0, str(REPO))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from prompt_tuning_jax import loop, tasks, trainable, trainer, train as cli
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
+from prompt_tuning_jax.models.decoding import greedy_decode
+from prompt_tuning_jax.models.t5 import T5Config
+from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
+from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.train_step import TrainState, make_eval_step, make_train_step
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -91,6 +101,7 @@ def method_spec(key: str):
 
 QUICK_METHODS = ("finetune", "bitfit", "lester_p20", "prefix_mlp", "deep_p20")  # those bench-quick trains
 MIXED_TASKS = 8
+DECODING = {"batch": 8, "input_length": 64, "new_tokens": 64}  # the T5 decoding part
 
 
 def configure(method_gin: str, bindings: Dict[str, object]) -> dict:
@@ -245,10 +256,11 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
   model = trainer.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
-  params = trainer.init_params(model, backbone_params, seed=0, input_shape=(1, length))
+  contract = EncoderModel(model)
+  params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
   trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
   tx = train_bindings["optimizer"]
-  step_fn = jax.jit(make_train_step(model.apply, tx, 1, model.head_kind), donate_argnums=0)
+  step_fn = jax.jit(make_train_step(contract, tx), donate_argnums=0)
   data = jax.device_put(batch_of(batch, length, config.vocab_size))
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
   rng = jax.random.key(0)
@@ -294,10 +306,10 @@ def bench_mixed_tasks(backbone, batch: int, length: int, warmup: int, steps: int
        np.arange(batch) % MIXED_TASKS)):
     train_bindings = configure("deep_prompt", {"PROMPT_LENGTH": 20})
     loop.use_hardware_rng(train_bindings["use_hardware_rng"])
-    model = trainer.build_model(train_bindings["model_cls"], config, infos, multitask, 1)
-    params = trainer.init_params(model, backbone_params, seed=0, input_shape=(1, length))
+    contract = EncoderModel(trainer.build_model(train_bindings["model_cls"], config, infos, multitask, 1))
+    params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
     trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
-    eval_fn = jax.jit(make_eval_step(model.apply, 1))
+    eval_fn = jax.jit(make_eval_step(contract))
     data = jax.device_put(batch_of(batch, length, config.vocab_size, task_ids=task_ids))
     compiled = eval_fn.lower(trained, frozen, data).compile()
     for _ in range(warmup):
@@ -311,6 +323,34 @@ def bench_mixed_tasks(backbone, batch: int, length: int, warmup: int, steps: int
   out["serving_memory_bytes"] = {
       "one_backbone_plus_8_prompts": backbone_bytes + 4 * out["bank_mixed_tasks"]["trainable"],
       "8_fine_tuned_models": MIXED_TASKS * backbone_bytes}
+  return out
+
+
+def bench_t5_decoding(batch: int, input_length: int, new_tokens: int, repeats: int) -> dict:
+  """Greedy decoding on a random T5 1.1 small, cached vs uncached: run time (median, min), tokens/s."""
+  config = T5Config()
+  model = PromptedT5(config)
+  ids = jnp.ones((1, 2), jnp.int32)
+  params = jax.jit(lambda rng: nn.meta.unbox(model.init(rng, ids, ids, ids, enable_dropout=False)["params"]))(
+      jax.random.key(0))
+  rng = np.random.default_rng(0)
+  inputs = jax.device_put(rng.integers(2, config.vocab_size, (batch, input_length), dtype=np.int32))
+  out = {"model": "randomly initialised T5 1.1 small (T5Config defaults)", "batch": batch, "input_length": input_length,
+         "new_tokens": new_tokens, "repeats": repeats}
+  decoded = {}
+  for name, cached in (("cached", True), ("uncached", False)):
+    decode = jax.jit(lambda p, x, cached=cached: greedy_decode(model, p, x, new_tokens, cached=cached))
+    started = time.perf_counter()
+    compiled = decode.lower(params, inputs).compile()
+    compile_seconds = time.perf_counter() - started
+    decoded[name] = np.asarray(compiled(params, inputs))  # warm-up
+    times = timed(lambda: compiled(params, inputs), repeats)
+    median = statistics.median(times)
+    out[name] = {"run_seconds_median": median, "run_seconds_min": min(times), "run_seconds": times,
+                 "tokens_per_second": batch * new_tokens / median, "compile_seconds": compile_seconds,
+                 "memory": memory_analysis(compiled)}
+  out["speedup"] = out["cached"]["tokens_per_second"] / out["uncached"]["tokens_per_second"]
+  out["same_ids_fraction"] = float(np.mean(decoded["cached"] == decoded["uncached"]))
   return out
 
 
@@ -332,13 +372,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--steps", type=int, default=None, help="timed steps per method (default 10, quick 3)")
   parser.add_argument("--methods", default=None, help="comma-separated method keys (default: all)")
   parser.add_argument("--skip_mixed", action="store_true", help="leave out the mixed-task inference timing")
+  parser.add_argument("--decoding_only", action="store_true",
+                      help="only the T5 decoding part (cached vs uncached); needs --out")
   args = parser.parse_args(argv)
+  if args.decoding_only and not args.out:
+    parser.error("--decoding_only writes a partial record: give it its own --out file.")
   os.chdir(REPO)
   steps = args.steps or (2 if args.quick else 10)
   warmup = 1 if args.quick else 2
   env = environment()
   out = Path(args.out or f"results/bench_speed{'' if env['platform'] == 'cpu' else '_' + env['platform']}.json")
   wanted = args.methods.split(",") if args.methods else (QUICK_METHODS if args.quick else [m[0] for m in METHODS])
+  if args.decoding_only:
+    wanted, args.skip_mixed = [], True
   command = " ".join(["python", "scripts/bench_speed.py", *(sys.argv[1:] if argv is None else argv)])
   started = time.perf_counter()
   print(f"[speed] {env['devices']} ({env['device_kind']}; {env['cpu']}, {env['host_cpus']} CPUs)", flush=True)
@@ -346,7 +392,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   peak = MatmulPeak(2048 if env["platform"] == "cpu" else 8192)
   print(f"[speed] matmul {peak.sample(5):.1f} GFLOP/s ({peak.size}^3 float32), model shape "
         f"{peak.mlp_shape['gflops']:.1f} GFLOP/s", flush=True)
-  backbone = load_backbone(resolve_backbone_dir(None))
+  if wanted or not args.skip_mixed:
+    backbone = load_backbone(resolve_backbone_dir(None))
   rows = []
   for key, label, method_gin, bindings in map(method_spec, wanted):
     row = bench_method(key, label, method_gin, bindings, backbone, args.batch, args.length, warmup, steps, peak)
@@ -360,6 +407,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"[speed] inference examples/s: single prompt {mixed['single_prompt']['examples_per_second']:.1f}, "
           f"bank one task {mixed['bank_one_task']['examples_per_second']:.1f}, bank 8 tasks mixed "
           f"{mixed['bank_mixed_tasks']['examples_per_second']:.1f}", flush=True)
+  decoding = None
+  if args.decoding_only or not args.quick:
+    decoding = bench_t5_decoding(**DECODING, repeats=3)
+    print(f"[speed] T5 small greedy decoding, batch {decoding['batch']} x {decoding['new_tokens']} new tokens: "
+          f"cached {decoding['cached']['tokens_per_second']:.1f} tok/s, uncached "
+          f"{decoding['uncached']['tokens_per_second']:.1f} tok/s ({decoding['speedup']:.1f}x; same ids: "
+          f"{100 * decoding['same_ids_fraction']:.1f}%)", flush=True)
   peak.sample(5)
   env["loadavg_1min_end"] = round(os.getloadavg()[0], 2)
   for row in rows:  # Against the best matmul rate this process saw (module docstring).
@@ -368,7 +422,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   print(f"[speed] matmul peak {peak.peak:.1f} GFLOP/s (samples {', '.join(f'{x:.0f}' for x in peak.samples)})",
         flush=True)
   result = {"command": command, "environment": env, "matmul_peak": peak.record(), "methods": rows,
-            "mixed_task_inference": mixed,
+            "mixed_task_inference": mixed, "t5_decoding": decoding,
             "steps": steps, "warmup": warmup, "wall_seconds": time.perf_counter() - started,
             "process_max_rss_bytes": max_rss_bytes(), "finished": datetime.datetime.now().isoformat(timespec="seconds")}
   out.parent.mkdir(parents=True, exist_ok=True)

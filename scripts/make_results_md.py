@@ -525,8 +525,25 @@ def speed_tables(speed: dict, results_file: str) -> str:
     out.append(f"\nServing 8 tasks: one frozen backbone plus 8 prompts and heads = "
                f"{fmt_bytes(mem['one_backbone_plus_8_prompts'])} of parameters, vs 8 fine-tuned copies = "
                f"{fmt_bytes(mem['8_fine_tuned_models'])}, which also cannot share a batch.\n")
+  if speed.get("t5_decoding"):
+    out.append(decoding_table(speed["t5_decoding"]))
   out.append(f"Command: `{speed['command']}` ({fmt_seconds(speed['wall_seconds'])}; record `{results_file}`).\n")
   return "\n".join(out)
+
+
+def decoding_table(d: dict) -> str:
+  """T5 greedy decoding with and without the key/value cache (bench_speed.py's t5_decoding record)."""
+  rows = [[label, f"{d[key]['run_seconds_median']:.2f} ({d[key]['run_seconds_min']:.2f})",
+           f"{d[key]['tokens_per_second']:,.1f}", f"{d[key]['compile_seconds']:.0f}"]
+          for key, label in (("cached", "cached (key/value cache)"),
+                             ("uncached", "uncached (decoder re-run on the whole buffer)"))]
+  return "\n".join([
+      f"T5 greedy decoding on a {d['model']}, batch {d['batch']}, inputs of {d['input_length']} tokens, "
+      f"{d['new_tokens']} new tokens per example; run time = median (and min) of {d['repeats']} runs after "
+      "a warm-up; tokens/s = batch × new tokens / median.\n",
+      table(["decoding", "run s (min)", "tokens/s", "compile s"], rows),
+      f"\nThe cache makes greedy decoding {d['speedup']:.1f}× as fast; both give the same ids for "
+      f"{100 * d['same_ids_fraction']:.1f}% of the decoded positions.\n"])
 
 
 def section_speed(results_dir: Path, plots: Plots) -> str:
