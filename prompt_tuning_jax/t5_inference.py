@@ -51,16 +51,17 @@ def load_prompt_file(params, path):
 
 
 def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_name: Optional[str], data_dir,
-           sentencepiece_model, extra_ids: int, feature_lengths, batch_size: int,
-           beam_size: int) -> Tuple[fit.Run, EncoderDecoderModel, Evaluator, dict, dict]:
+           sentencepiece_model, extra_ids: int, feature_lengths, batch_size: int, beam_size: int,
+           rank: bool) -> Tuple[fit.Run, EncoderDecoderModel, Evaluator, dict, dict]:
   """(run, model, evaluator, trained prompt, frozen T5) for a configured eval or infer run, the parameters
-  placed on the partitioner's mesh as in training (evaluation runs through the partitioner)."""
+  placed on the partitioner's mesh as in training (evaluation runs through the partitioner). `rank`: also
+  rank-classify over the task's possible targets."""
   run = fit.start(output_dir, batch_size)
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
   check_vocabulary(model, vocabulary)
   (run.model_dir / "config.gin").write_text(gin.operative_config_str())
-  t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings)
+  t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings if rank else None)
   shapes = t5.batcher.input_shapes()
   params = t5.init_params(jax.random.key(0), load_backbone(model, checkpoint_path, seed=0), shapes)
   trained, frozen = trainable.split_params(load_prompt_file(params, prompt_file), PROMPT_PATTERNS)
@@ -93,7 +94,8 @@ def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
   rank_scores when the task lists its targets) and metrics.json. Returns metrics.json's dict.
   """
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size)
+                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
+                                              rank=True)
   examples = t5.batcher.load(task_name, split)
   outputs = evaluator.outputs(trained, frozen, examples)
   scores = t5.score_examples(task_name, examples, outputs)
@@ -128,7 +130,8 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
   if (task_name is None) == (input_file is None):
     raise ValueError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
-                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size)
+                                              sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
+                                              rank=False)
   examples = (t5.batcher.load(task_name, split) if task_name else
               seq2seq_data.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
   predictions = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)

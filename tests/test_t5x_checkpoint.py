@@ -1,6 +1,7 @@
 """Partial restore of a frozen T5: Hugging Face, T5X Orbax and T5X legacy (msgpack + TensorStore)
 checkpoints, t5x's assignment map and fallback-to-scratch; the prompt is always new."""
 
+import jax
 import numpy as np
 import pytest
 from flax import serialization, traverse_util
@@ -13,7 +14,8 @@ from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.models.t5x_checkpoint import restore_backbone
 from prompt_tuning_jax.prompts.initializers import sampled_vocab
 from prompt_tuning_jax.prompts.input import InputPrompt
-from prompt_tuning_jax.t5_trainer import load_params
+from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
+from prompt_tuning_jax.t5_trainer import load_backbone
 
 FIXTURE = GOLDENS / "t5_tiny"
 
@@ -93,7 +95,8 @@ def test_assignment_map_and_fallback_to_scratch(tiny, tmp_path):
 def test_frozen_weights_come_from_the_checkpoint_and_the_prompt_is_new(tiny):
   config, flat = tiny
   model = PromptedT5(config, InputPrompt(length=4, initializer=sampled_vocab(population=100)))
-  params = load_params(model, FIXTURE, seed=0)
+  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
+  params = EncoderDecoderModel(model).init_params(jax.random.key(0), load_backbone(model, FIXTURE, seed=0), shapes)
   trained, frozen = trainable.split_params(params, [r"prompt/.*"])
   frozen_flat = trainable.flatten(frozen)
   assert set(frozen_flat) == {f"backbone/{k}" for k in flat}
