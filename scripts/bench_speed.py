@@ -3,7 +3,7 @@ r"""Speed of every method (issue 7, part 4), in one process on whatever JAX devi
   python scripts/bench_speed.py --out=results/bench_speed.json [--quick] [--batch=32 --length=128]
 
 For each method the model is built from the same gin files the command line uses (gin/sst2.gin plus
-gin/methods/<method>.gin, via train.parse_gin), with the trainer's own build_model, the model contract's init_params,
+gin/methods/<method>.gin, via cli.parse_gin), with the trainer's own build_model, the model contract's init_params,
 trainable.split_params and train_step.make_train_step, and the compiled train step is timed on full
 batches of `batch` x `length` real tokens after warm-up. Recorded per method: step time (median and min),
 text tokens/s, an analytic FLOP count of the step, the achieved GFLOP/s against a matrix-multiply peak
@@ -55,7 +55,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from prompt_tuning_jax import loop, tasks, trainable, trainer, train as cli
+from prompt_tuning_jax import tasks, trainable
+from prompt_tuning_jax.training import loop
+from prompt_tuning_jax.recipes import encoder
+from prompt_tuning_jax import cli
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.decoding import greedy_decode
 from prompt_tuning_jax.models.t5 import T5Config
@@ -64,7 +67,7 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
 from prompt_tuning_jax.models.encoder_model import EncoderModel
-from prompt_tuning_jax.train_step import TrainState, make_eval_step, make_train_step
+from prompt_tuning_jax.training.steps import TrainState, make_eval_step, make_train_step
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # (key, label, gin method file, bindings): the methods of the methods part, plus P-Tuning v2 at P=100 and with
@@ -255,7 +258,7 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
   train_bindings = configure(method_gin, bindings)
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
-  model = trainer.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
+  model = encoder.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
   contract = EncoderModel(model)
   params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
   trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
@@ -306,7 +309,7 @@ def bench_mixed_tasks(backbone, batch: int, length: int, warmup: int, steps: int
        np.arange(batch) % MIXED_TASKS)):
     train_bindings = configure("deep_prompt", {"PROMPT_LENGTH": 20})
     loop.use_hardware_rng(train_bindings["use_hardware_rng"])
-    contract = EncoderModel(trainer.build_model(train_bindings["model_cls"], config, infos, multitask, 1))
+    contract = EncoderModel(encoder.build_model(train_bindings["model_cls"], config, infos, multitask, 1))
     params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
     trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
     eval_fn = jax.jit(make_eval_step(contract))

@@ -8,7 +8,7 @@ import gin
 import pytest
 
 from conftest import REPO
-from prompt_tuning_jax import train as cli
+from prompt_tuning_jax import cli
 
 sys.path.insert(0, str(REPO / "scripts"))
 import bench  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import GOLDENS
-from prompt_tuning_jax import seq2seq_data
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.decoding import beam_search, greedy_decode
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
@@ -92,7 +92,7 @@ def test_t5x_style_cache_steps_give_the_teacher_forced_logits(tiny, kind):
   # PromptedT5.decode step per position: each step's logits are the teacher-forced ones at that position.
   model, params = _model_and_params(tiny, kind)
   targets = np.where(np.arange(LENGTH) < 6, np.random.default_rng(2).integers(2, 500, (3, LENGTH)), 0)
-  inputs = seq2seq_data.shift_right(targets.astype(np.int32))
+  inputs = text_batching.shift_right(targets.astype(np.int32))
   forced = jax.jit(lambda p: model.apply({"params": p}, ENC, inputs, np.ones_like(inputs),
                                          enable_dropout=False))(params)
   dummy = np.ones((3, LENGTH), np.int32)

@@ -9,10 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from prompt_tuning_jax import loop
-from prompt_tuning_jax.checkpoints import Checkpoints, UnreadableCheckpointError
-from prompt_tuning_jax.metric_writer import MetricWriter
-from prompt_tuning_jax.train_step import TrainState
+from prompt_tuning_jax.training import loop
+from prompt_tuning_jax.training.checkpoints import Checkpoints, UnreadableCheckpointError
+from prompt_tuning_jax.training.metric_writer import MetricWriter
+from prompt_tuning_jax.training.steps import TrainState
 
 
 def state_at(step: int) -> TrainState:

@@ -11,10 +11,12 @@ import numpy as np
 import seqio
 
 from conftest import REPO, write_tiny_data
-from prompt_tuning_jax import data, seq2seq_data, tasks, vocabularies
-from prompt_tuning_jax import train as cli
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.data import vocabularies
+from prompt_tuning_jax import cli
 from prompt_tuning_jax.prompts import initializers
 from prompt_tuning_jax.tasks.sources import SHIPPED_DATA_DIR
+from prompt_tuning_jax.tasks import loading
 
 SPM = REPO / "tests" / "fixtures" / "t5_tiny_spm.model"
 T5_LENGTHS = {"inputs": 64, "targets": 8}
@@ -36,10 +38,10 @@ def _other_data(root: Path, premise: str) -> Path:
 def test_two_data_dirs_in_one_process_read_their_own_files(tmp_path):
   first, second = write_tiny_data(tmp_path / "a"), _other_data(tmp_path / "b", "Zebras graze.")
   # Interleaved, as two runs sharing a process would ask; None is the shipped data.
-  sizes = [len(data.load_examples("rte", "validation", 64, data_dir=d)) for d in (first, second, first, None)]
+  sizes = [len(loading.load_examples("rte", "validation", 64, data_dir=d)) for d in (first, second, first, None)]
   assert sizes == [10, 3, 10, 277]
   t5 = vocabularies.sentencepiece_vocabulary(SPM, 100)
-  premise = lambda d: seq2seq_data.load_text_examples("super_glue_rte_v102", "validation", T5_LENGTHS, data_dir=d,
+  premise = lambda d: loading.load_text_examples("super_glue_rte_v102", "validation", T5_LENGTHS, data_dir=d,
                                                       vocabulary=t5).inputs_text[0]
   assert [("Zebras" in premise(d)) for d in (second, first, second)] == [True, False, True]
   # Each (name, data_dir, vocabulary) is built once; the task seqio registered still reads the shipped data.
@@ -56,7 +58,7 @@ def test_two_wordpiece_vocabularies_in_one_process_tokenize_their_own_way(tmp_pa
   assert tiny is vocabularies.wordpiece_vocabulary(str(tmp_path / "vocab.txt")) and tiny != minilm
   root = write_tiny_data(tmp_path / "data")
   for vocab in (minilm, tiny, minilm, tiny):
-    first = data.load_examples("rte", "validation", 64, data_dir=root, vocabulary=vocab).input_ids[0]
+    first = loading.load_examples("rte", "validation", 64, data_dir=root, vocabulary=vocab).input_ids[0]
     expected = [vocab.cls_id, *vocab.encode("The good cat sat on the mat."), vocab.sep_id,
                 *vocab.encode("A dog sat."), vocab.sep_id]
     assert first.tolist() == expected
@@ -75,7 +77,7 @@ def test_two_sentencepiece_vocabularies_in_one_process_tokenize_their_own_way(tm
   extra_10 = vocabularies.sentencepiece_vocabulary(other, 10)
   root = _other_data(tmp_path / "data", "<extra_id_0>")
   for vocab, sentinel in ((extra_100, 511), (extra_10, 421), (extra_100, 511)):
-    examples = seq2seq_data.load_text_examples("super_glue_rte_v102", "validation", T5_LENGTHS, data_dir=root,
+    examples = loading.load_text_examples("super_glue_rte_v102", "validation", T5_LENGTHS, data_dir=root,
                                                vocabulary=vocab)
     assert sentinel in examples.inputs[0].tolist() and vocab.encode("<extra_id_0>") == [sentinel]
   task = tasks.get_task("super_glue_rte_v102", data_dir=root, vocabulary=extra_10)

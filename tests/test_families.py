@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 
 from conftest import init_params
-from prompt_tuning_jax import data, evaluation
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.tasks import scoring
 from prompt_tuning_jax.models.classifier import EncoderClassifier
-from prompt_tuning_jax.models.heads import IGNORE_LABEL
+from prompt_tuning_jax.data.batching import IGNORE_LABEL
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
 from prompt_tuning_jax.tasks import conll, qa
 from prompt_tuning_jax.models.encoder_model import task_loss
-from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import wordpiece_vocabulary
 from task_fixtures import FIXTURES
 
 BACKBONE_VOCABULARY = wordpiece_vocabulary()  # The packaged MiniLM's.
@@ -24,15 +25,15 @@ IDS = np.array([[101, 2000, 2001, 2002, 102, 0], [101, 2003, 102, 0, 0, 0]], np.
 
 
 def test_pad_batch_pads_token_labels_with_ignore_and_choices_per_row():
-  tokens = data.Examples([np.array([101, 5, 6, 102]), np.array([101, 7, 102])], [np.zeros(4, int), np.zeros(3, int)],
+  tokens = batching.Examples([np.array([101, 5, 6, 102]), np.array([101, 7, 102])], [np.zeros(4, int), np.zeros(3, int)],
                          [np.array([-100, 1, 2, -100]), np.array([-100, 3, -100])])
-  batch = data.pad_batch(tokens, [1, 0], [8], 3)
+  batch = batching.pad_batch(tokens, [1, 0], [8], 3)
   assert batch["labels"].shape == (3, 8) and batch["labels"][0, :3].tolist() == [-100, 3, -100]
   assert (batch["labels"][0, 3:] == IGNORE_LABEL).all() and (batch["labels"][2] == IGNORE_LABEL).all()
   assert batch["weights"].tolist() == [1, 1, 0]
-  choices = data.Examples([np.array([[101, 5, 102, 0], [101, 6, 7, 102]])], [np.zeros((2, 4), int)], np.array([1]),
+  choices = batching.Examples([np.array([[101, 5, 102, 0], [101, 6, 7, 102]])], [np.zeros((2, 4), int)], np.array([1]),
                           token_fields={"context_mask": [np.array([[0, 1, 0, 0], [0, 1, 1, 0]])]})
-  batch = data.pad_batch(choices, [0], [8], 2)
+  batch = batching.pad_batch(choices, [0], [8], 2)
   assert batch["input_ids"].shape == batch["context_mask"].shape == (2, 2, 8)
   assert batch["attention_mask"][0].sum(-1).tolist() == [3, 4] and batch["labels"].tolist() == [1, 0]
 
@@ -40,8 +41,8 @@ def test_pad_batch_pads_token_labels_with_ignore_and_choices_per_row():
 def test_train_batches_keep_each_input_shape_apart():
   singles = [np.arange(1, 3 + i % 4) for i in range(10)]
   pairs = [np.ones((2, 2 + i % 3), int) for i in range(9)]
-  mixed = data.Examples(singles + pairs, singles + pairs, np.arange(19), np.array([0] * 10 + [1] * 9))
-  batches = data.TrainBatches(mixed, batch_size=3, max_length=8, seed=0)
+  mixed = batching.Examples(singles + pairs, singles + pairs, np.arange(19), np.array([0] * 10 + [1] * 9))
+  batches = batching.TrainBatches(mixed, batch_size=3, max_length=8, seed=0)
   assert batches.steps_per_epoch == 3 + 3
   seen = []
   for step in range(batches.steps_per_epoch):
@@ -116,12 +117,12 @@ def test_token_decoding_maps_first_sub_words_back_to_words():
   word_ids = [np.array([-1, 0, 0, 1, 2, -1]), np.array([-1, 0, 1, -1])]
   tags = [["B-PER", "O", "B-LOC"], ["I-ORG", "O"]]  # I- without B- still opens an entity (seqeval).
   labels = [np.array([-100, 1, -100, 0, 5, -100]), np.array([-100, 4, 0, -100])]
-  examples = data.Examples([np.arange(6), np.arange(4)], [np.zeros(6), np.zeros(4)], labels,
+  examples = batching.Examples([np.arange(6), np.arange(4)], [np.zeros(6), np.zeros(4)], labels,
                            meta={"word_ids": word_ids, "tags": tags})
   # Predicted label per token: right on first pieces except word 2 of sentence 0; noise on other pieces.
   predicted = [[0, 1, 8, 0, 0, 0], [0, 4, 0, 0, 0, 0]]
   logits = [np.eye(len(conll.CONLL03_LABELS))[p][:len(w)] * 9.0 for p, w in zip(predicted, word_ids)]
-  got = evaluation.score("conll2003", examples, _outputs(logits))
+  got = scoring.score("conll2003", examples, _outputs(logits))
   # Gold entities: PER, LOC, ORG; predicted: PER, ORG. Precision 1, recall 2/3.
   assert got["precision"] == 100.0 and got["recall"] == pytest.approx(200 / 3)
   assert got["loss"] > 0
@@ -129,21 +130,21 @@ def test_token_decoding_maps_first_sub_words_back_to_words():
 
 def test_grouped_classification_scores_questions_and_queries():
   labels = np.array([1, 0, 1, 0])
-  multirc = data.Examples([np.arange(3)] * 4, [np.zeros(3)] * 4, labels, meta={"group": [5, 5, 6, 6]})
+  multirc = batching.Examples([np.arange(3)] * 4, [np.zeros(3)] * 4, labels, meta={"group": [5, 5, 6, 6]})
   logits = _outputs([[0.0, 2.0], [2.0, 0.0], [0.0, 2.0], [0.0, 2.0]])  # Question 6's second option is wrong.
-  got = evaluation.score("multirc", multirc, logits)
+  got = scoring.score("multirc", multirc, logits)
   assert got["em"] == 50.0 and got["f1a"] == pytest.approx(100 * 2 * 2 / (2 * 2 + 1)) and got["accuracy"] == 75.0
-  record = data.Examples([np.arange(3)] * 3, [np.zeros(3)] * 3, np.array([0, 1, 0]),
+  record = batching.Examples([np.arange(3)] * 3, [np.zeros(3)] * 3, np.array([0, 1, 0]),
                          meta={"group": [1, 1, 1], "entity": ["Oslo", "Bergen", "Tromsø"],
                                "answers": [["Bergen"]] * 3})
-  got = evaluation.score("record", record, _outputs([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0]]))
+  got = scoring.score("record", record, _outputs([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0]]))
   assert (got["em"], got["f1"]) == (100.0, 100.0)  # Bergen has the highest P(True).
 
 
 def test_span_decoding_reads_answers_back_from_character_offsets():
   questions = qa.read_squad(FIXTURES / "squad_v2_sample.json")
   features = qa.featurize(questions, BACKBONE_VOCABULARY, max_length=40, stride=10, max_question_length=16)
-  examples = data.Examples([f.input_ids for f in features], [f.token_type_ids for f in features],
+  examples = batching.Examples([f.input_ids for f in features], [f.token_type_ids for f in features],
                            np.array([[f.start_position, f.end_position] for f in features]),
                            token_fields={"context_mask": [f.context_mask for f in features]},
                            meta={"example_index": [f.example_index for f in features],
@@ -156,5 +157,5 @@ def test_span_decoding_reads_answers_back_from_character_offsets():
     logits = np.zeros((48, 2))  # Longer than the window, as a padded batch's outputs are.
     logits[f.start_position, 0] = logits[f.end_position, 1] = 10.0
     oracle.append(logits)
-  got = evaluation.score("squad_v2", examples, _outputs(oracle))
+  got = scoring.score("squad_v2", examples, _outputs(oracle))
   assert got["em"] == 100.0 and got["f1"] == 100.0 and got["loss"] < 0.01

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from prompt_tuning_jax import train, trainer
+from prompt_tuning_jax import train
+from prompt_tuning_jax.recipes import encoder
 from prompt_tuning_jax.tasks import registry
 from task_fixtures import write_task_data
 
@@ -87,4 +88,4 @@ def test_unsupported_settings_fail_with_one_line(args, message, capsys, clean_gi
 def test_a_mixture_must_share_a_head_kind():
   infos = {name: registry.INFO[name] for name in ("rte", "conll2003")}
   with pytest.raises(ValueError, match=r"must share a head kind .*\('conll2003', 'token_classification'\)"):
-    trainer.head_kind(infos)
+    encoder.head_kind(infos)

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from conftest import init_params
-from prompt_tuning_jax import data, trainable
+from prompt_tuning_jax import trainable
+from prompt_tuning_jax.data import batching
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.models.encoder_model import EncoderModel
-from prompt_tuning_jax.train_step import TrainState, adamw, make_train_step
+from prompt_tuning_jax.training.steps import TrainState, adamw, make_train_step
 
 BITFIT = (r"backbone/.*/bias", r"head/.*")
 METHODS = {
@@ -45,8 +46,8 @@ def test_only_trainable_parameters_change(method, minilm, reloaded):
 
   rng = np.random.default_rng(0)
   ids = [rng.integers(1000, 3000, rng.integers(5, 30)).astype(np.int32) for _ in range(16)]
-  examples = data.Examples(ids, [np.zeros_like(x) for x in ids], rng.integers(0, 2, 16).astype(np.int32))
-  batches = data.TrainBatches(examples, batch_size=8, max_length=32, seed=0)
+  examples = batching.Examples(ids, [np.zeros_like(x) for x in ids], rng.integers(0, 2, 16).astype(np.int32))
+  batches = batching.TrainBatches(examples, batch_size=8, max_length=32, seed=0)
   step = jax.jit(make_train_step(EncoderModel(model), tx), donate_argnums=0)
   for s in range(3):
     state, metrics = step(state, frozen, batches.batch(s), jax.random.key(0))

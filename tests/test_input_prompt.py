@@ -12,9 +12,9 @@ from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.prompts import initializers
 from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 from prompt_tuning_jax.models.bert_checkpoint import default_backbone_dir
-from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import wordpiece_vocabulary
 
 TINY = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=4, intermediate_size=32,
                   max_position_embeddings=24)

@@ -8,7 +8,7 @@ import pytest
 from seqeval import metrics as seqeval_metrics
 from sklearn.metrics import f1_score
 
-from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import metrics
 
 
 def test_accuracy_and_majority_baseline_unchanged():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny_data
-from prompt_tuning_jax import data, ensembles, export, train
+from prompt_tuning_jax import export, train
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.tasks import ensembles
 
 H, L = 384, 6  # MiniLM hidden size and layers.
 
@@ -112,11 +114,11 @@ def test_classes_beyond_a_tasks_labels_are_ignored():
 
 def test_mixture_batches_hold_every_example_of_every_task_once_per_epoch():
   def part(n, task_id):
-    return data.Examples([np.arange(1, 3 + i % 5) for i in range(n)], [np.zeros(2 + i % 5, np.int32)
+    return batching.Examples([np.arange(1, 3 + i % 5) for i in range(n)], [np.zeros(2 + i % 5, np.int32)
                                                                       for i in range(n)],
                          np.arange(n, dtype=np.int32), np.full(n, task_id, np.int32))
-  mixed = data.concatenate([part(24, 0), part(40, 1)])
-  batches = data.TrainBatches(mixed, batch_size=8, max_length=16, seed=3, group_batches=2)
+  mixed = batching.concatenate([part(24, 0), part(40, 1)])
+  batches = batching.TrainBatches(mixed, batch_size=8, max_length=16, seed=3, group_batches=2)
   seen = [(int(t), int(l)) for s in range(batches.steps_per_epoch) for t, l, w in
           zip(batches.batch(s)["task_ids"], batches.batch(s)["labels"], batches.batch(s)["weights"]) if w]
   assert sorted(seen) == [(0, i) for i in range(24)] + [(1, i) for i in range(40)]

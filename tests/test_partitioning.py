@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
-from prompt_tuning_jax.partitioning import LOGICAL_AXIS_RULES
+from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 
 TINY = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32)

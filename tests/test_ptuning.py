@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning_jax.partitioning import LOGICAL_AXIS_RULES
+from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, _LstmDirection, insert_virtual_tokens
 
 H = 8

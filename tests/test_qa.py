@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED_DATA, require_shared_data
-from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import metrics
 from prompt_tuning_jax.models.bert_checkpoint import default_backbone_dir
 from prompt_tuning_jax.tasks import qa, wordpieces
 from prompt_tuning_jax.tasks.sources import DataError
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 
 FIXTURES = REPO / "tests" / "fixtures"
 

@@ -21,11 +21,13 @@ import pytest
 from safetensors.numpy import load_file
 
 from conftest import GOLDENS, REPO, write_tiny_data
-from prompt_tuning_jax import data, loop, train
-from prompt_tuning_jax.checkpoints import Checkpoints
-from prompt_tuning_jax.metric_writer import MetricWriter
+from prompt_tuning_jax import train
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.training import loop
+from prompt_tuning_jax.training.checkpoints import Checkpoints
+from prompt_tuning_jax.training.metric_writer import MetricWriter
 from prompt_tuning_jax.models.encoder_model import EncoderModel
-from prompt_tuning_jax.train_step import TrainState, make_train_step, skip_nonfinite
+from prompt_tuning_jax.training.steps import TrainState, make_train_step, skip_nonfinite
 
 TRAIN_STEPS, EVAL_PERIOD = 30, 5
 
@@ -209,8 +211,8 @@ def test_t5_resume_is_exact_and_refuses_another_seed(data_dir, tmp_path, capsys)
 
 def test_a_checkpoint_of_another_batch_order_is_refused(tmp_path):
   ids = [np.arange(1, 3 + i, dtype=np.int32) for i in range(12)]
-  examples = data.Examples(ids, [np.zeros_like(x) for x in ids], np.arange(12, dtype=np.int32) % 2)
-  written = data.TrainBatches(examples, 3, 32, seed=0)
+  examples = batching.Examples(ids, [np.zeros_like(x) for x in ids], np.arange(12, dtype=np.int32) % 2)
+  written = batching.TrainBatches(examples, 3, 32, seed=0)
   state = TrainState(jnp.asarray(4), {"w": jnp.ones((2,))}, {})
   checkpoints = Checkpoints(tmp_path)
   checkpoints.save(state, {"best_step": 4, "data": written.state_dict(4)})
@@ -222,7 +224,7 @@ def test_a_checkpoint_of_another_batch_order_is_refused(tmp_path):
   with pytest.raises(loop.DataPositionMismatchError,
                      match=r"checkpoints/4 was written over a different batch order: seed 0 there, 7 here "
                            r"\(RANDOM_SEED\); batch_size 3 there, 4 here \(BATCH_SIZE\).*another MODEL_DIR"):
-    loop.resume(Checkpoints(tmp_path), like, {}, data.TrainBatches(examples, 4, 32, seed=7).state_dict)
+    loop.resume(Checkpoints(tmp_path), like, {}, batching.TrainBatches(examples, 4, 32, seed=7).state_dict)
 
 
 def bag_of_embeddings(variables, input_ids, token_type_ids, attention_mask, task_ids=None, **unused):

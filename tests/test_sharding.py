@@ -12,7 +12,7 @@ import jax
 import pytest
 
 from conftest import GOLDENS, REPO, write_tiny_data
-from prompt_tuning_jax import partitioning
+from prompt_tuning_jax.training import partitioning
 
 EIGHT_DEVICES = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
 

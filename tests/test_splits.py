@@ -3,8 +3,10 @@
 import pytest
 
 from conftest import write_tiny_data
-from prompt_tuning_jax import data, tasks, trainer
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.recipes import encoder
 from prompt_tuning_jax.tasks import splits
+from prompt_tuning_jax.tasks import loading
 
 
 def test_slice_indices_by_hand():
@@ -52,8 +54,8 @@ def test_task_slices_are_disjoint_complete_and_deterministic(tiny_data):
 
 
 def test_trainer_loads_and_accepts_slices(tiny_data):
-  assert len(data.load_examples("rte", "train[:-10]", 128, data_dir=tiny_data)) == 38
-  assert len(data.load_examples("rte", "train[-10:]", 128, data_dir=tiny_data)) == 10
-  assert trainer.split_tasks(["sst2"], "train[:-12]", "train[-12:]", shared=True) == (["sst2"], ["sst2"])
+  assert len(loading.load_examples("rte", "train[:-10]", 128, data_dir=tiny_data)) == 38
+  assert len(loading.load_examples("rte", "train[-10:]", 128, data_dir=tiny_data)) == 10
+  assert encoder.split_tasks(["sst2"], "train[:-12]", "train[-12:]", shared=True) == (["sst2"], ["sst2"])
   with pytest.raises(ValueError, match="no task"):
-    trainer.split_tasks(["sst2"], "test[:5]", "validation", shared=True)
+    encoder.split_tasks(["sst2"], "test[:5]", "validation", shared=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import REPO, SHARED_DATA, require_shared_data
-from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import metrics
 from prompt_tuning_jax.tasks import superglue_rows as sg
 from prompt_tuning_jax.tasks.sources import DataError
 

@@ -23,7 +23,7 @@ from prompt_tuning_jax.models.decoding import greedy_decode
 from prompt_tuning_jax.models.t5 import T5, T5Config, relative_position_bucket
 from prompt_tuning_jax.models.t5_checkpoint import CheckpointMismatchError, load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
-from prompt_tuning_jax.partitioning import LOGICAL_AXIS_RULES
+from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 
 FIXTURE = GOLDENS / "t5_tiny"
 TOLERANCE = 1e-4

@@ -11,7 +11,8 @@ import pytest
 from flax import traverse_util
 
 from conftest import GOLDENS, REPO
-from prompt_tuning_jax import seq2seq_data, trainable
+from prompt_tuning_jax import trainable
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.decoding import beam_search, greedy_decode
 from prompt_tuning_jax.models.t5 import T5
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
@@ -21,8 +22,8 @@ from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
 from prompt_tuning_jax.models import encoder_decoder_model as seq2seq
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
-from prompt_tuning_jax.train_step import TrainState, adafactor, make_train_step
-from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary
+from prompt_tuning_jax.training.steps import TrainState, adafactor, make_train_step
+from prompt_tuning_jax.data.vocabularies import sentencepiece_vocabulary
 
 ENC = np.array([[5, 6, 7, 8, 1, 0, 0], [9, 10, 1, 0, 0, 0, 0]], np.int32)  # padded inputs, EOS = 1
 TARGETS = np.array([[11, 12, 1, 0], [13, 1, 0, 0]], np.int32)
@@ -60,7 +61,7 @@ def test_input_prompt_masks_shapes_and_visibility(tiny):
   encoded, mask = _apply(model, params, ENC, method=PromptedT5.encode), _encoder_mask(model, ENC)
   assert encoded.shape == (2, 3 + 7, config.d_model) and mask.shape == (2, 10) and mask.dtype == jnp.bool_
   np.testing.assert_array_equal(mask, np.concatenate([np.ones((2, 3), bool), ENC > 0], axis=1))
-  dec = seq2seq_data.shift_right(TARGETS)
+  dec = text_batching.shift_right(TARGETS)
   logits = _apply(model, params, ENC, dec, TARGETS)
   # Encoder-decoder mask: hiding the prompt positions from the cross-attention changes the logits ...
   decode = lambda e, m: _apply(T5(config), params["backbone"], e, None, dec, TARGETS, encoder_mask=m,
@@ -82,7 +83,7 @@ def test_input_prompt_acts_as_prepended_tokens(tiny):
   params = _params(config, backbone, model.prompt)
   words = np.array([20, 21, 22])
   params = {**params, "prompt": {"prompt": backbone["token_embedder"]["embedding"][words]}}
-  dec = seq2seq_data.shift_right(TARGETS)
+  dec = text_batching.shift_right(TARGETS)
   prompted = _apply(model, params, ENC, dec, TARGETS)
   plain_inputs = np.concatenate([np.tile(words, (2, 1)), ENC], axis=1)
   plain = _apply(PromptedT5(config), {"backbone": backbone}, plain_inputs, dec, TARGETS)
@@ -92,7 +93,7 @@ def test_input_prompt_acts_as_prepended_tokens(tiny):
 def test_deep_prompt_covers_encoder_then_decoder_layers(tiny):
   config, backbone = tiny
   le, ld = config.num_encoder_layers, config.num_decoder_layers
-  dec = seq2seq_data.shift_right(TARGETS)
+  dec = text_batching.shift_right(TARGETS)
   plain = PromptedT5(config)
   plain_encoded = _apply(plain, {"backbone": backbone}, ENC, method=PromptedT5.encode)
   plain_logits = _apply(plain, {"backbone": backbone}, ENC, dec, TARGETS)
@@ -140,7 +141,7 @@ def test_training_moves_only_the_prompt(tiny):
   tx = adafactor()
   step = jax.jit(make_train_step(EncoderDecoderModel(model), tx), donate_argnums=0)
   state = TrainState(jnp.zeros((), jnp.int32), trained, tx.init(trained))
-  batch = {"encoder_input_tokens": ENC, "decoder_input_tokens": seq2seq_data.shift_right(TARGETS),
+  batch = {"encoder_input_tokens": ENC, "decoder_input_tokens": text_batching.shift_right(TARGETS),
            "decoder_target_tokens": TARGETS, "decoder_loss_weights": (TARGETS > 0).astype(np.float32)}
   losses = []
   for _ in range(3):
@@ -160,7 +161,7 @@ def _force_labels(model, params, inputs, labels, vocabulary, margin=20.0):
   output kernel is solved from X @ W = margin * one_hot(next token); X has fewer rows than
   d_model, so the fit is exact.
   """
-  arrays = seq2seq_data.candidate_arrays(vocabulary, labels, 8)
+  arrays = text_batching.candidate_arrays(vocabulary, labels, 8)
   targets = arrays["candidate_targets"]
   _, captured = model.apply({"params": params}, inputs, arrays["candidate_inputs"], targets, enable_dropout=False,
                             capture_intermediates=lambda m, _: m.name == "decoder_norm", mutable=["intermediates"])
@@ -180,7 +181,7 @@ def test_rank_classification_and_decoding_agree_on_forced_labels(tiny, sentencep
   forced = ["not_entailment", "entailment"]  # example b is forced to say forced[b]
   params = _force_labels(model, _params(config, backbone, model.prompt), ENC, forced, sentencepiece)
   trained, frozen = trainable.split_params(params, [r"prompt/.*"])
-  candidates = seq2seq_data.candidate_arrays(sentencepiece, labels, 8)
+  candidates = text_batching.candidate_arrays(sentencepiece, labels, 8)
   contract = EncoderDecoderModel(model, max_decode_length=8)
   merged = lambda t, f: trainable.merge_params(t, f)
   scores = jax.jit(lambda t, f, *c: contract.rank_scores(merged(t, f), ENC, *c))(

@@ -15,7 +15,7 @@ from prompt_tuning_jax.models.t5x_checkpoint import restore_backbone
 from prompt_tuning_jax.prompts.initializers import sampled_vocab
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
-from prompt_tuning_jax.t5_trainer import load_backbone
+from prompt_tuning_jax.recipes.t5_train import load_backbone
 
 FIXTURE = GOLDENS / "t5_tiny"
 

@@ -10,12 +10,14 @@ import seqio
 import tensorflow_datasets as tfds
 
 from conftest import SHARED_DATA, require_shared_data
-from prompt_tuning_jax import data, families, tasks
-from prompt_tuning_jax.models.heads import IGNORE_LABEL
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.tasks import families
+from prompt_tuning_jax.data.batching import IGNORE_LABEL
 from prompt_tuning_jax.tasks import conll, extractive_qa, preprocessors, qa, srl
 from prompt_tuning_jax.tasks import superglue_rows as sg
-from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import wordpiece_vocabulary
 from prompt_tuning_jax.tasks.sources import DataError, TfdsOrFiles, host_value
+from prompt_tuning_jax.tasks import loading
 from task_fixtures import FIXTURES, write_task_data
 
 C, M, T, S = families.CLASSIFICATION, families.MULTIPLE_CHOICE, families.TOKEN_CLASSIFICATION, families.SPAN_EXTRACTION
@@ -64,23 +66,23 @@ def _decode(ids):
 
 
 def test_superglue_fixtures_load_through_the_registered_tasks(fixture_dir):
-  copa = data.load_examples("copa", "train", 64, data_dir=fixture_dir)
+  copa = loading.load_examples("copa", "train", 64, data_dir=fixture_dir)
   assert len(copa) == 16 and copa.input_ids[0].shape[0] == 2 and copa.labels.tolist()[:2] == [0, 1]
   first, second = copa.input_ids[0]
   assert _decode(first) == "[CLS] the glass fell off the shelf . so [SEP] the glass broke . [SEP]"
   assert _decode(second[second > 0]) == "[CLS] the glass fell off the shelf . so [SEP] the glass sang . [SEP]"
-  multirc = data.load_examples("multirc", "validation", 64, data_dir=fixture_dir)
+  multirc = loading.load_examples("multirc", "validation", 64, data_dir=fixture_dir)
   assert len(multirc) == 20 and len(set(multirc.meta["group"])) == 8  # 4 passages x 2 questions.
-  record = data.load_examples("record", "validation", 64, data_dir=fixture_dir)
+  record = loading.load_examples("record", "validation", 64, data_dir=fixture_dir)
   assert len(record) == 4 * 2 * 4 and record.meta["answers"][0] == ["Wren Island"]
-  assert {len(data.load_examples(n, s, 64, data_dir=fixture_dir))
+  assert {len(loading.load_examples(n, s, 64, data_dir=fixture_dir))
           for n, s in (("boolq", "train"), ("cb", "train"), ("wic", "train"), ("wsc", "train"))} == {8}
-  assert [len(data.load_examples(n, "test", 64, data_dir=fixture_dir)) for n in ("axb", "axg")] == [1, 1]
+  assert [len(loading.load_examples(n, "test", 64, data_dir=fixture_dir)) for n in ("axb", "axg")] == [1, 1]
 
 
 def test_tagging_fixtures_put_labels_on_first_sub_words(fixture_dir):
   for name, sample in (("conll2004", "conll2004_sample.txt"), ("ontonotes", "ontonotes_sample.conll")):
-    examples = data.load_examples(name, "train", 64, data_dir=fixture_dir)
+    examples = loading.load_examples(name, "train", 64, data_dir=fixture_dir)
     sentences = conll.read_conll(FIXTURES / sample)
     assert len(examples) == 4 * len(sentences)
     labels, word_ids, tags = examples.labels[0], examples.meta["word_ids"][0], examples.meta["tags"][0]
@@ -91,33 +93,33 @@ def test_tagging_fixtures_put_labels_on_first_sub_words(fixture_dir):
 
 
 def test_srl_appends_the_predicate_and_reads_short_argument_names(fixture_dir):
-  examples = data.load_examples("conll2005", "train", 64, data_dir=fixture_dir)
+  examples = loading.load_examples("conll2005", "train", 64, data_dir=fixture_dir)
   assert examples.meta["tags"][1] == ["O", "O", "B-ARG0", "I-ARG0", "B-V", "B-ARG1", "I-ARG1", "B-ARGM-TMP",
                                       "I-ARGM-TMP", "O"]  # The file says A0, AM-TMP.
   ids, types, labels = examples.input_ids[1], examples.token_type_ids[1], examples.labels[1]
   assert _decode(ids) == "[CLS] officials said the committee approved the plan on monday . [SEP] approved [SEP]"
   assert types.tolist() == [0] * 12 + [1, 1] and (labels[12:] == IGNORE_LABEL).all()
-  conll2012 = data.load_examples("conll2012", "train", 64, data_dir=fixture_dir)
+  conll2012 = loading.load_examples("conll2012", "train", 64, data_dir=fixture_dir)
   assert set(conll2012.meta["tags"][0]) >= {"B-C-ARG1", "B-ARGM-TMP"}
 
 
 def test_qa_fixtures_become_windows_and_the_dev_split_halves_by_article(fixture_dir):
-  v2 = data.load_examples("squad_v2", "train", 40, data_dir=fixture_dir)
+  v2 = loading.load_examples("squad_v2", "train", 40, data_dir=fixture_dir)
   assert v2.labels.shape == (len(v2), 2) and len(set(v2.meta["example_index"])) == 2 * 6
   assert len(v2) > 12  # 40-token windows: a context takes several.
   assert v2.token_fields["context_mask"][0].shape == v2.input_ids[0].shape
-  halves = [set(data.load_examples("squad_v1_dev_split", split, 384, data_dir=fixture_dir).meta["id"])
+  halves = [set(loading.load_examples("squad_v1_dev_split", split, 384, data_dir=fixture_dir).meta["id"])
             for split in TV]
   assert {q.split("_")[1] for q in halves[0]} == {str(i) for i in range(24)} and not halves[0] & halves[1]
-  assert len(data.load_examples("mrqa_bio_asq", "validation", 384, data_dir=fixture_dir)) == 3
+  assert len(loading.load_examples("mrqa_bio_asq", "validation", 384, data_dir=fixture_dir)) == 3
 
 
 def test_missing_files_name_the_files_and_the_tfds_data_set(tmp_path):
   with pytest.raises(DataError, match=rf"looked for {tmp_path}/ner/conll2003/valid.txt or "
                                       rf"{tmp_path}/ner/conll2003/valid.txt.gz \(and TFDS conll2003:1.0.0 is not"):
-    data.load_examples("conll2003", "validation", 64, data_dir=tmp_path)
+    loading.load_examples("conll2003", "validation", 64, data_dir=tmp_path)
   with pytest.raises(DataError, match=rf"looked for {tmp_path}/srl/conll2012/dev.txt or .*dev.txt.gz$"):
-    data.load_examples("conll2012", "validation", 64, data_dir=tmp_path)
+    loading.load_examples("conll2012", "validation", 64, data_dir=tmp_path)
 
 
 def test_srl_block_without_one_predicate_is_reported(tmp_path):
@@ -163,8 +165,8 @@ def test_tfds_examples_give_the_rows_the_files_give():
 
 def test_a_prepared_tfds_data_set_is_read_instead_of_files():
   with mock.patch.object(TfdsOrFiles, "tfds_prepared", lambda self: True), tfds.testing.mock_data(num_examples=5):
-    boolq = data.load_examples("boolq", "validation", 32)
-    rte = data.load_examples("rte", "train", 32)
+    boolq = loading.load_examples("boolq", "validation", 32)
+    rte = loading.load_examples("rte", "train", 32)
   assert len(boolq) == len(rte) == 5 and set(boolq.labels) <= {0, 1}
 
 
@@ -176,7 +178,7 @@ def test_a_prepared_tfds_data_set_is_read_instead_of_files():
 ])
 def test_registered_tasks_load_the_published_sizes(name, split, size):
   require_shared_data(tasks.info(name).source.files[split])
-  examples = data.load_examples(name, split, 128, data_dir=SHARED_DATA)
+  examples = loading.load_examples(name, split, 128, data_dir=SHARED_DATA)
   assert len(examples) == size
   if name == "multirc":
     assert len(set(examples.meta["group"])) == 953
@@ -184,7 +186,7 @@ def test_registered_tasks_load_the_published_sizes(name, split, size):
 
 def test_squad_dev_split_halves_cover_the_dev_set():
   require_shared_data("squad/v1.1/dev-v1.1.json")
-  halves = [data.load_examples("squad_v1_dev_split", split, 384, data_dir=SHARED_DATA) for split in TV]
+  halves = [loading.load_examples("squad_v1_dev_split", split, 384, data_dir=SHARED_DATA) for split in TV]
   root = json.loads((SHARED_DATA / "squad/v1.1/dev-v1.1.json").read_text())
   per_article = [sum(len(p["qas"]) for p in article["paragraphs"]) for article in root["data"]]
   counts = [len(set(h.meta["id"])) for h in halves]

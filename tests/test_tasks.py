@@ -5,15 +5,16 @@ import gzip
 import pytest
 
 from conftest import SHARED_DATA, require_shared_data
-from prompt_tuning_jax import data, tasks
+from prompt_tuning_jax import tasks
 from prompt_tuning_jax.tasks.classification import _rte_row
 from prompt_tuning_jax.tasks.sources import DataError, read_jsonl
+from prompt_tuning_jax.tasks import loading
 
 
 def test_shipped_rte_and_sst2_counts():
-  rte_val = data.load_examples("rte", "validation", 128)
+  rte_val = loading.load_examples("rte", "validation", 128)
   assert len(rte_val) == 277 and int((rte_val.labels == 0).sum()) == 146  # entailment
-  assert len(data.load_examples("sst2", "validation", 64)) == 872
+  assert len(loading.load_examples("sst2", "validation", 64)) == 872
   first = rte_val.input_ids[0]
   assert first[0] == 101 and first[-1] == 102 and len(first) <= 128
 
@@ -22,7 +23,7 @@ def test_shared_data_full_sizes():
   require_shared_data("glue/sst2/train.tsv", "superglue/rte/train.jsonl")
   source = tasks.get_task("sst2", data_dir=SHARED_DATA).source._dataset_fn  # pylint: disable=protected-access
   assert len(source.read_rows("train")) == 67_349
-  assert len(data.load_examples("rte", "train", 128, data_dir=SHARED_DATA)) == 2490
+  assert len(loading.load_examples("rte", "train", 128, data_dir=SHARED_DATA)) == 2490
 
 
 def test_unknown_task_lists_known():

@@ -7,10 +7,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import REPO, write_tiny_data
-from prompt_tuning_jax import seq2seq_data, tasks
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.prompts import initializers
 from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (registers the tasks)
-from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary, wordpiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import sentencepiece_vocabulary, wordpiece_vocabulary
+from prompt_tuning_jax.tasks import loading
 
 SPM = REPO / "tests" / "fixtures" / "t5_tiny_spm.model"
 T5_VOCABULARY = sentencepiece_vocabulary(SPM, 100)  # The tiny T5's vocabulary, passed explicitly below.
@@ -54,18 +56,18 @@ def test_rte_in_t5_format(name, prefix, t5_data):
 
 
 def test_batches_shift_targets_and_pad_to_buckets(t5_data):
-  examples = seq2seq_data.load_text_examples("super_glue_rte_v102", "train", {"inputs": 64, "targets": 8},
+  examples = loading.load_text_examples("super_glue_rte_v102", "train", {"inputs": 64, "targets": 8},
                                              data_dir=t5_data, vocabulary=T5_VOCABULARY)
-  batches = seq2seq_data.TrainBatches(examples, 8, {"inputs": 64, "targets": 8}, seed=0)
+  batches = text_batching.TrainBatches(examples, 8, {"inputs": 64, "targets": 8}, seed=0)
   batch = batches.batch(3)
   np.testing.assert_array_equal(batches.batch(3)["encoder_input_tokens"], batch["encoder_input_tokens"])
-  assert batch["encoder_input_tokens"].shape[1] in seq2seq_data.feature_buckets({"inputs": 64, "targets": 8})["inputs"]
+  assert batch["encoder_input_tokens"].shape[1] in text_batching.feature_buckets({"inputs": 64, "targets": 8})["inputs"]
   targets = batch["decoder_target_tokens"]
   assert targets.shape == (8, 8)
   np.testing.assert_array_equal(batch["decoder_input_tokens"][:, 1:], targets[:, :-1])
   assert (batch["decoder_input_tokens"][:, 0] == 0).all()
   np.testing.assert_array_equal(batch["decoder_loss_weights"], targets > 0)
-  candidates = seq2seq_data.candidate_arrays(T5_VOCABULARY, ["entailment", "not_entailment"], 8)
+  candidates = text_batching.candidate_arrays(T5_VOCABULARY, ["entailment", "not_entailment"], 8)
   assert candidates["candidate_targets"].shape == (2, 5) and (candidates["candidate_targets"][:, -1] == [0, 1]).all()
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from conftest import GOLDENS
 from prompt_tuning_jax.models.bert_checkpoint import default_backbone_dir
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary, encode_for_encoder, truncate_longest_first
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary, encode_for_encoder, truncate_longest_first
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from conftest import write_tiny_data
-from prompt_tuning_jax import train
+from prompt_tuning_jax import cli, train
 
 
 def test_gin_flags_are_rewritten_to_bindings():
-  args = train.parse_args(["--gin_file=a.gin", "--gin_file=b.gin", "--gin.MODEL_DIR='runs/x'",
+  args = cli.parse_args(["--gin_file=a.gin", "--gin_file=b.gin", "--gin.MODEL_DIR='runs/x'",
                            "--gin.train/DatasetConfig.shuffle=False", "--gin_search_paths=p1,p2"])
   assert args.gin_file == ["a.gin", "b.gin"]
   assert args.gin_bindings == ["MODEL_DIR = 'runs/x'", "train/DatasetConfig.shuffle = False"]

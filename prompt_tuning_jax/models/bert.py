@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.axes import with_axes
 
 # (keys, values), each [B, P, N, D]: a deep prompt for one layer.
 Prefix = Tuple[jax.Array, jax.Array]

@@ -1,7 +1,7 @@
 """The encoder-decoder model under the contract (models/base.py): a PromptedT5 (T5 1.1 and its
 prompt) trained text-to-text with t5x's loss, scored, decoded and rank-classified.
 
-Batches carry seqio.EncDecFeatureConverter's features (unpacked; seq2seq_data.py):
+Batches carry seqio.EncDecFeatureConverter's features (unpacked; text_batching.py):
 encoder_input_tokens [B, T], decoder_target_tokens [B, T'] (EOS-terminated, 0 = padding),
 decoder_input_tokens [B, T'] (the targets shifted right behind the start id 0) and
 decoder_loss_weights [B, T'] (1 on real target tokens).
@@ -18,11 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from prompt_tuning_jax import metrics, seq2seq_data, tasks, trainable
+from prompt_tuning_jax import tasks, trainable
+from prompt_tuning_jax.tasks import metrics
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models import decoding
 from prompt_tuning_jax.models.base import BaseModel, InputShapes
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
+from prompt_tuning_jax.tasks import loading
 
 # t5x's SpecialLossNormalizingFactor that divides by the number of real target tokens.
 NUM_REAL_TARGET_TOKENS = "NUM_REAL_TARGET_TOKENS"
@@ -67,16 +70,16 @@ class TextBatcher:
     self.feature_lengths = {k: int(v) for k, v in dict(feature_lengths).items()}
     self.data_dir, self.vocabulary = data_dir, vocabulary  # None: the shipped data, the default vocabulary.
 
-  def load(self, task_name: str, split: str, task_id: int = 0) -> seq2seq_data.TextExamples:
+  def load(self, task_name: str, split: str, task_id: int = 0) -> text_batching.TextExamples:
     del task_id  # One task per T5 run.
-    return seq2seq_data.load_text_examples(task_name, split, self.feature_lengths, data_dir=self.data_dir,
+    return loading.load_text_examples(task_name, split, self.feature_lengths, data_dir=self.data_dir,
                                            vocabulary=self.vocabulary)
 
-  def train_batches(self, examples, batch_size: int, seed: int) -> seq2seq_data.TrainBatches:
-    return seq2seq_data.TrainBatches(examples, batch_size, self.feature_lengths, seed)
+  def train_batches(self, examples, batch_size: int, seed: int) -> text_batching.TrainBatches:
+    return text_batching.TrainBatches(examples, batch_size, self.feature_lengths, seed)
 
   def eval_batches(self, examples, batch_size: int):
-    return seq2seq_data.eval_batches(examples, batch_size, self.feature_lengths)
+    return text_batching.eval_batches(examples, batch_size, self.feature_lengths)
 
   def input_shapes(self, examples=None) -> Dict[str, tuple]:
     del examples
@@ -103,7 +106,7 @@ class EncoderDecoderModel(BaseModel):
     self.z_loss, self.loss_normalizing_factor = z_loss, loss_normalizing_factor
     self.target_strings = tuple(target_strings) if target_strings else None
     self._batcher, self._metadata = batcher, dict(metadata or {})
-    self._candidates = (seq2seq_data.candidate_arrays(vocabulary, self.target_strings, max_decode_length)
+    self._candidates = (text_batching.candidate_arrays(vocabulary, self.target_strings, max_decode_length)
                         if self.target_strings else None)
 
   @property

@@ -2,7 +2,7 @@
 backbone, prompt, head) for classification, multiple choice, token and span tasks, ensembles
 and prompt banks.
 
-Batches (data.pad_batch): input_ids, token_type_ids, attention_mask [B, T] ([B, K, T] for
+Batches (batching.pad_batch): input_ids, token_type_ids, attention_mask [B, T] ([B, K, T] for
 multiple choice), labels [B] / [B, 2] / [B, T], task_ids and weights [B], and span tasks'
 context_mask [B, T]. An ensemble of K members sees every example: the batch is repeated K
 times with task_ids = the member index, and outputs come back as [B, K, ...].
@@ -14,12 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning_jax import data, evaluation, metrics, trainable
+from prompt_tuning_jax import trainable
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.tasks import metrics, scoring
 from prompt_tuning_jax.models.base import BaseModel, InputShapes
 from prompt_tuning_jax.models.classifier import EncoderClassifier
-from prompt_tuning_jax.models.heads import IGNORE_LABEL, span_loss, token_classification_loss, weighted_cross_entropy
+from prompt_tuning_jax.data.batching import IGNORE_LABEL
+from prompt_tuning_jax.models.heads import span_loss, token_classification_loss, weighted_cross_entropy
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
+from prompt_tuning_jax.tasks import loading
 
 
 def for_ensemble(batch, size: int):
@@ -61,27 +65,27 @@ def _label_log_likelihood(head_kind: str, outputs, batch) -> jax.Array:
 
 
 class EncoderBatcher:
-  """The encoder's batches of a task: examples tokenized by the task (data.Examples), length-bucketed
-  train batches in data.BatchOrder's order, and evaluation batches shortest first."""
+  """The encoder's batches of a task: examples tokenized by the task (batching.Examples), length-bucketed
+  train batches in batching.BatchOrder's order, and evaluation batches shortest first."""
 
   def __init__(self, max_length: int, data_dir=None, vocabulary=None):
     self.max_length = max_length
     self.data_dir, self.vocabulary = data_dir, vocabulary  # None: the shipped data, the default vocabulary.
 
-  def load(self, task_name: str, split: str, task_id: int = 0) -> data.Examples:
-    return data.load_examples(task_name, split, self.max_length, task_id=task_id, data_dir=self.data_dir,
+  def load(self, task_name: str, split: str, task_id: int = 0) -> batching.Examples:
+    return loading.load_examples(task_name, split, self.max_length, task_id=task_id, data_dir=self.data_dir,
                               vocabulary=self.vocabulary)
 
-  def concatenate(self, parts) -> data.Examples:
-    return data.concatenate(parts)
+  def concatenate(self, parts) -> batching.Examples:
+    return batching.concatenate(parts)
 
-  def train_batches(self, examples: data.Examples, batch_size: int, seed: int) -> data.TrainBatches:
-    return data.TrainBatches(examples, batch_size, self.max_length, seed)
+  def train_batches(self, examples: batching.Examples, batch_size: int, seed: int) -> batching.TrainBatches:
+    return batching.TrainBatches(examples, batch_size, self.max_length, seed)
 
-  def eval_batches(self, examples: data.Examples, batch_size: int):
-    return data.indexed_eval_batches(examples, batch_size, self.max_length)
+  def eval_batches(self, examples: batching.Examples, batch_size: int):
+    return batching.indexed_eval_batches(examples, batch_size, self.max_length)
 
-  def input_shapes(self, examples: data.Examples) -> Dict[str, tuple]:
+  def input_shapes(self, examples: batching.Examples) -> Dict[str, tuple]:
     """Dummy input shapes for initialisation: one example ([1, T], or [1, K, T] for choices)."""
     return {"input_ids": examples.input_ids[0][None].shape}
 
@@ -135,7 +139,7 @@ class EncoderModel(BaseModel):
     return jnp.argmax(jax.nn.softmax(outputs, axis=-1).mean(1), axis=-1), {"outputs": outputs}
 
   def score_examples(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> Dict[str, float]:
-    return evaluation.score(task_name, examples, outputs["outputs"])
+    return scoring.score(task_name, examples, outputs["outputs"])
 
   def majority_class_accuracy(self, eval_sets: Mapping[str, Any]) -> Optional[float]:
     if self.module.head_kind != "sequence":

@@ -15,12 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.axes import with_axes
 # Label conventions and the host-side span search belong to the tasks (they need no model); re-exported here.
-from prompt_tuning_jax.tasks.labels import IGNORE_LABEL, first_subword_label_weights
-from prompt_tuning_jax.tasks.labels import best_spans  # pylint: disable=unused-import
+from prompt_tuning_jax.tasks.labels import MASKED_LOGIT, first_subword_label_weights
 
-MASKED_LOGIT = -1e9
 
 
 def _project(head: nn.Module, x, features: int, dropout: float, deterministic: bool, size: Optional[int] = None,

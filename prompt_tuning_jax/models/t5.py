@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.axes import with_axes
 
 # (keys, values), each [B, P, N, D]: a deep prompt for one self-attention layer.
 Prefix = Tuple[jax.Array, jax.Array]

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.axes import with_axes
 
 POSITION_POLICIES = ("from_zero", "after_prompt")
 

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning_jax.partitioning import with_axes
+from prompt_tuning_jax.axes import with_axes
 from prompt_tuning_jax.prompts.initializers import PromptInit, uniform
 
 POSITION_POLICIES = ("after_prompt", "from_zero")

@@ -20,7 +20,8 @@ import seqio  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-from prompt_tuning_jax import families, tasks  # pylint: disable=g-import-not-at-top
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.tasks import families  # pylint: disable=g-import-not-at-top
 from prompt_tuning_jax.tasks import mixtures  # pylint: disable=g-import-not-at-top
 from prompt_tuning_jax.tasks.labels import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
 

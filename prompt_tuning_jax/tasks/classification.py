@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from prompt_tuning_jax import families, metrics
+from prompt_tuning_jax.tasks import families, metrics
 from prompt_tuning_jax.tasks import preprocessors
 from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import LABEL_NAMES, register  # pylint: disable=unused-import

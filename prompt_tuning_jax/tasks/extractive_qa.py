@@ -14,7 +14,7 @@ evaluates on the other 24 (for when the train file is not at hand; report it as 
 import functools
 from typing import List
 
-from prompt_tuning_jax import families, metrics
+from prompt_tuning_jax.tasks import families, metrics
 from prompt_tuning_jax.tasks import preprocessors, qa
 from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import register

@@ -8,7 +8,9 @@ from typing import List, Tuple
 
 import numpy as np
 
-IGNORE_LABEL = -100  # Hugging Face's ignore index: a token without a label (not a word's first sub-word).
+from prompt_tuning_jax.data.batching import IGNORE_LABEL  # pylint: disable=unused-import  (the padding label)
+
+MASKED_LOGIT = -1e9  # The logit of a position outside the context (span heads and their evaluation).
 
 
 def first_subword_label_weights(word_ids):

@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
-from prompt_tuning_jax import families, metrics
+from prompt_tuning_jax.tasks import families, metrics
 from prompt_tuning_jax.tasks import conll, preprocessors
 from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import register

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from prompt_tuning_jax.tasks import conll, qa, wordpieces
 from prompt_tuning_jax.tasks.labels import IGNORE_LABEL
 from prompt_tuning_jax.tasks.sources import host_value, rows_to_dataset
-from prompt_tuning_jax.tokenizers import encode_for_encoder
+from prompt_tuning_jax.data.tokenizers import encode_for_encoder
 
 
 def tokenize_for_encoder(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],

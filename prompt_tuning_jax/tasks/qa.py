@@ -23,7 +23,7 @@ import numpy as np
 from prompt_tuning_jax.tasks import wordpieces
 from prompt_tuning_jax.tasks.labels import best_spans
 from prompt_tuning_jax.tasks.sources import DataError, _open_text, read_jsonl  # pylint: disable=protected-access
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 
 Span = Tuple[int, int]  # [start, end) characters of the context.
 

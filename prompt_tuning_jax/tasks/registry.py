@@ -17,9 +17,9 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import seqio
 
-from prompt_tuning_jax import families
+from prompt_tuning_jax.tasks import families
 from prompt_tuning_jax.tasks.sources import SHIPPED_DATA_DIR, TfdsOrFiles
-from prompt_tuning_jax.vocabularies import wordpiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import wordpiece_vocabulary
 
 # (meta, labels [n], predictions [n], probabilities [n, C]) -> (targets, predictions) for a task's metric_fns.
 TargetsAndPredictions = Callable[[Mapping[str, list], Sequence[int], Sequence[int], Sequence], Tuple[list, list]]

@@ -18,14 +18,13 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 import numpy as np
 import tensorflow as tf
 
+from prompt_tuning_jax.errors import DataError
 from prompt_tuning_jax.tasks.splits import sliceable
 
 # The data the project ships for its demo, in the same layout as ../shared/data.
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
 
 
-class DataError(ValueError):
-  """Bad or missing task data; the message names the file (and line)."""
 
 
 def _open_text(path: Path):

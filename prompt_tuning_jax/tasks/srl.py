@@ -14,7 +14,7 @@ from typing import Sequence, Tuple
 
 import tensorflow as tf
 
-from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import metrics
 from prompt_tuning_jax.tasks import conll
 from prompt_tuning_jax.tasks.ner import register_tagging
 from prompt_tuning_jax.tasks.sources import DataError

@@ -11,7 +11,7 @@ import functools
 
 import tensorflow as tf
 
-from prompt_tuning_jax import families, metrics
+from prompt_tuning_jax.tasks import families, metrics
 from prompt_tuning_jax.tasks import preprocessors, superglue_rows as sg
 from prompt_tuning_jax.tasks.classification import register_encoder_classification
 from prompt_tuning_jax.tasks.features import choice_features

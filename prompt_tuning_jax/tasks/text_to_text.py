@@ -23,10 +23,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import seqio
 import tensorflow as tf
 
-from prompt_tuning_jax import metrics
+from prompt_tuning_jax.tasks import metrics
 from prompt_tuning_jax.tasks import classification, registry  # classification registers 'rte' first
 from prompt_tuning_jax.tasks.sources import TfdsOrFiles
-from prompt_tuning_jax.vocabularies import sentencepiece_vocabulary
+from prompt_tuning_jax.data.vocabularies import sentencepiece_vocabulary
 
 
 def text_to_text_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Feature]:

@@ -15,7 +15,7 @@ from typing import List, Sequence, Tuple
 
 import tensorflow as tf
 
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 
 Span = Tuple[int, int]  # [start, end) character offsets.
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping
 
 import numpy as np
 
-from prompt_tuning_jax import partitioning, train_step
+from prompt_tuning_jax.training import partitioning, steps
 from prompt_tuning_jax.models.base import BaseModel
 
 
@@ -28,7 +28,7 @@ class Evaluator:
     self.model, self.eval_sets, self.batch_size = model, dict(eval_sets), batch_size
     self.selection_metric = selection_metric
     self.task_metric = dict(task_metric or {name: selection_metric for name in eval_sets})
-    self._step = partitioner.jit_eval_step(train_step.make_eval_step(model), trainable_sh, frozen_sh, batch_size)
+    self._step = partitioner.jit_eval_step(steps.make_eval_step(model), trainable_sh, frozen_sh, batch_size)
 
   def outputs(self, trained, frozen, examples) -> Dict[str, List[np.ndarray]]:
     """Per output name, one array per example in example order (the batch rows that padding added dropped)."""

@@ -20,11 +20,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax import export, loop, partitioning, trainable
-from prompt_tuning_jax.checkpoints import Checkpoints
-from prompt_tuning_jax.metric_writer import MetricWriter, format_duration
+from prompt_tuning_jax import export, trainable
+from prompt_tuning_jax.training import loop, partitioning
+from prompt_tuning_jax.training.checkpoints import Checkpoints
+from prompt_tuning_jax.training.metric_writer import MetricWriter, format_duration
 from prompt_tuning_jax.models.base import BaseModel
-from prompt_tuning_jax.train_step import TrainState, make_train_step, skip_nonfinite
+from prompt_tuning_jax.training.steps import TrainState, make_train_step, skip_nonfinite
 from prompt_tuning_jax.training.evaluator import Evaluator
 
 

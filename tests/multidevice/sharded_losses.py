@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning_jax import partitioning, seq2seq_data, trainable
+from prompt_tuning_jax import trainable
+from prompt_tuning_jax.training import partitioning
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.bert import BertConfig
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
@@ -27,7 +29,7 @@ from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
-from prompt_tuning_jax.train_step import make_train_step
+from prompt_tuning_jax.training.steps import make_train_step
 from prompt_tuning_jax.training.fit import place_state
 
 GOLDENS = Path(__file__).resolve().parents[1] / "goldens"
@@ -60,7 +62,7 @@ def t5_case():
   inputs = np.where(np.arange(10) < rng.integers(3, 11, B)[:, None], rng.integers(2, 500, (B, 10)), 0)
   targets = np.where(np.arange(4) < rng.integers(1, 5, B)[:, None], rng.integers(2, 500, (B, 4)), 0)
   batch = {"encoder_input_tokens": inputs.astype(np.int32), "decoder_target_tokens": targets.astype(np.int32),
-           "decoder_input_tokens": seq2seq_data.shift_right(targets.astype(np.int32)),
+           "decoder_input_tokens": text_batching.shift_right(targets.astype(np.int32)),
            "decoder_loss_weights": (targets > 0).astype(np.float32)}
   tx = optax.adafactor(0.3, decay_rate=0.8, multiply_by_parameter_scale=False)
   return model, params, (r"prompt/.*",), tx, make_train_step(model, tx), batch, shapes

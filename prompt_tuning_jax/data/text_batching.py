@@ -2,8 +2,8 @@
 
 Examples come from a seqio task ('inputs', 'targets' with EOS) or from a text file of
 inputs (inference). Inputs and targets are each padded to one of a few bucket lengths
-(data.bucket_lengths), so a run compiles a handful of programs. Train batches are a pure
-function of (seed, step) in the encoder trainer's order (data.BatchOrder: shuffled per
+(batching.bucket_lengths), so a run compiles a handful of programs. Train batches are a pure
+function of (seed, step) in the encoder trainer's order (batching.BatchOrder: shuffled per
 epoch, grouped by input length), so a resumed run sees the batches it would have seen.
 """
 
@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Sequence
 
 import numpy as np
-import tensorflow_datasets as tfds
-
-from prompt_tuning_jax import data, tasks
+from prompt_tuning_jax import errors
+from prompt_tuning_jax.data import batching
 
 Batch = Dict[str, np.ndarray]
 
@@ -33,29 +32,12 @@ class TextExamples:
     return len(self.inputs)
 
 
-def load_text_examples(task_name: str, split: str, feature_lengths: Mapping[str, int], *, data_dir=None,
-                       vocabulary=None) -> TextExamples:
-  """Runs the seqio task's preprocessing once (truncating to feature_lengths) and keeps the result.
-
-  data_dir: DATA_DIR (None = tasks/data); vocabulary: the T5 vocabulary (None = t5's default model);
-  both as tasks.get_task takes them.
-  """
-  task = tasks.get_task(task_name, data_dir=data_dir, vocabulary=vocabulary)
-  ds = task.get_dataset(sequence_length=dict(feature_lengths), split=split, shuffle=False, use_cached=False)
-  rows = list(tfds.as_numpy(ds))
-  if not rows:
-    raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
-  text = lambda row, key: row[f"{key}_pretokenized"].decode("utf-8")
-  return TextExamples([r["inputs"] for r in rows], [r["targets"] for r in rows], [text(r, "inputs") for r in rows],
-                      [text(r, "targets") for r in rows], np.array([r.get("idx", i) for i, r in enumerate(rows)]))
-
-
 def load_input_file(path, vocabulary, max_length: int) -> TextExamples:
   """One input per non-empty line of a UTF-8 text file, tokenized with EOS and truncated as seqio does."""
   lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
   lines = [line for line in lines if line]
   if not lines:
-    raise tasks.DataError(f"{path}: no inputs (one per line expected).")
+    raise errors.DataError(f"{path}: no inputs (one per line expected).")
   ids = [np.array(list(vocabulary.encode(line))[:max_length - 1] + [vocabulary.eos_id], np.int32) for line in lines]
   return TextExamples(ids, [np.zeros((0,), np.int32)] * len(ids), lines, [""] * len(ids), np.arange(len(ids)))
 
@@ -85,12 +67,12 @@ def pad_batch(examples: TextExamples, index: Sequence[int], buckets: Mapping[str
 
 def feature_buckets(feature_lengths: Mapping[str, int]) -> Dict[str, List[int]]:
   """Bucket lengths per feature; targets keep the smallest bucket at 8 (labels are short)."""
-  return {"inputs": data.bucket_lengths(int(feature_lengths["inputs"])),
-          "targets": data.bucket_lengths(int(feature_lengths["targets"]), smallest=8)}
+  return {"inputs": batching.bucket_lengths(int(feature_lengths["inputs"])),
+          "targets": batching.bucket_lengths(int(feature_lengths["targets"]), smallest=8)}
 
 
-class TrainBatches(data.BatchOrder):
-  """Endless text-to-text batches in data.BatchOrder's order (one group, ordered by input length)."""
+class TrainBatches(batching.BatchOrder):
+  """Endless text-to-text batches in batching.BatchOrder's order (one group, ordered by input length)."""
 
   def __init__(self, examples: TextExamples, batch_size: int, feature_lengths: Mapping[str, int], seed: int):
     super().__init__([np.arange(len(examples))], [len(x) for x in examples.inputs], batch_size, seed)
@@ -102,9 +84,9 @@ class TrainBatches(data.BatchOrder):
 
 def eval_batches(examples: TextExamples, batch_size: int,
                  feature_lengths: Mapping[str, int]) -> Iterator[tuple]:
-  """(example indices, batch) covering every example once, shortest inputs first (data.indexed_batches)."""
+  """(example indices, batch) covering every example once, shortest inputs first (batching.indexed_batches)."""
   buckets = feature_buckets(feature_lengths)
-  return data.indexed_batches([len(x) for x in examples.inputs], batch_size,
+  return batching.indexed_batches([len(x) for x in examples.inputs], batch_size,
                               lambda index: pad_batch(examples, index, buckets, batch_size))
 
 

@@ -12,26 +12,14 @@ Every task also reports `loss` (mean cross-entropy of what was trained: classes,
 start and end per window).
 """
 
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 
-from prompt_tuning_jax import data, ensembles, families, tasks
-from prompt_tuning_jax.models.heads import MASKED_LOGIT
-from prompt_tuning_jax.tasks import conll, qa
-
-
-def predict(eval_step: Callable, trained, frozen, examples: data.Examples, batch_size: int,
-            max_length: int) -> List[np.ndarray]:
-  """Per example, in example order: its outputs with the ensemble-member axis first, [K, C] logits of a sequence
-  head, [K, T', ...] of token and span heads (T' >= the example's T: padding is left on)."""
-  outputs: List[np.ndarray] = [None] * len(examples)
-  order = data.eval_order(examples)
-  for start, batch in zip(range(0, len(examples), batch_size), data.eval_batches(examples, batch_size, max_length)):
-    out = np.asarray(eval_step(trained, frozen, batch))
-    for row, i in enumerate(order[start:start + batch_size]):
-      outputs[i] = out[:, row]
-  return outputs
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.tasks import conll, ensembles, families, qa
+from prompt_tuning_jax.tasks.labels import MASKED_LOGIT
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -46,7 +34,7 @@ def _run_metric_fns(task_name: str, targets, predictions) -> Dict[str, float]:
   return out
 
 
-def _classification(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+def _classification(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
   info = tasks.info(task_name)
   logits, num_labels = np.stack(outputs, 1), len(info.label_names)  # [K, n, C']
   scores, predictions = ensembles.classification_metrics(logits, examples.labels, num_labels)
@@ -57,7 +45,7 @@ def _classification(task_name: str, examples: data.Examples, outputs: List[np.nd
   return scores | _run_metric_fns(task_name, targets, grouped)
 
 
-def _tokens(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+def _tokens(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
   label_names = tasks.info(task_name).label_names
   losses, targets, predictions = [], [], []
   for out, labels, word_ids, tags in zip(outputs, examples.labels, examples.meta["word_ids"], examples.meta["tags"]):
@@ -69,7 +57,7 @@ def _tokens(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) 
   return {"loss": float(np.concatenate(losses).mean())} | _run_metric_fns(task_name, targets, predictions)
 
 
-def _spans(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+def _spans(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
   info, meta = tasks.info(task_name), examples.meta
   position: Dict[int, int] = {}  # A question's index in the split -> its place in `questions`.
   questions, features, starts, ends, losses = [], [], [], [], []
@@ -92,7 +80,7 @@ def _spans(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) -
                                                              [predicted[q.qid] for q in questions])
 
 
-def score(task_name: str, examples: data.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+def score(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
   """Metrics of one task's split from `predict`'s outputs: 'loss', the task's metric_fns' keys and, for
   classification, ensembles.classification_metrics' (accuracy; per member and vote for ensembles)."""
   family = tasks.info(task_name).family

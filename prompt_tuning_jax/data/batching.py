@@ -5,7 +5,7 @@ rng(seed, e), so a run resumed at step s sees exactly the batches it would have.
 Padding every batch to one of a few bucket lengths bounds the number of compiles;
 grouping examples of similar length into a batch keeps the padding small.
 
-Every task family (families.py) fits one layout: token arrays are ragged in their last
+Every task family (tasks/families.py) fits one layout: token arrays are ragged in their last
 axis T and padded together, whatever comes before it (a multiple-choice example is [K, T]).
 A batch holds examples of one input shape, so a mixture of classification and multiple
 choice trains on batches of each.
@@ -15,12 +15,9 @@ import dataclasses
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import tensorflow_datasets as tfds
-
-from prompt_tuning_jax import families, tasks
-from prompt_tuning_jax.models.heads import IGNORE_LABEL
-
 Batch = Dict[str, np.ndarray]
+
+IGNORE_LABEL = -100  # Hugging Face's ignore index: a token without a label (not a word's first sub-word).
 
 
 @dataclasses.dataclass
@@ -67,51 +64,6 @@ def concatenate(parts: Sequence[Examples]) -> Examples:
                   np.concatenate([p.task_ids for p in parts]),
                   {k: join(p.token_fields[k] for p in parts) for k in parts[0].token_fields},
                   {k: join(p.meta[k] for p in parts) for k in sorted(shared_meta)})
-
-
-# seqio output keys that batches carry, per family; every other key goes to Examples.meta.
-_LABEL_KEYS = {families.TOKEN_CLASSIFICATION: ("labels",), families.SPAN_EXTRACTION: ("start_position", "end_position")}
-_TOKEN_FIELDS = {families.SPAN_EXTRACTION: ("context_mask",)}
-
-
-def _host_value(value):
-  """A tfds.as_numpy value as plain Python for meta: bytes -> str, arrays of bytes -> lists of str."""
-  if isinstance(value, bytes):
-    return value.decode("utf-8")
-  if isinstance(value, np.ndarray) and value.dtype == object:
-    return [_host_value(v) for v in value.tolist()]
-  return value.item() if isinstance(value, np.generic) else value
-
-
-def examples_from_rows(rows: Sequence[dict], family: str, task_id: int = 0) -> Examples:
-  """Preprocessed seqio examples (numpy) of one task -> Examples."""
-  label_keys, token_keys = _LABEL_KEYS.get(family, ("label",)), _TOKEN_FIELDS.get(family, ())
-  column = lambda key: [row[key] for row in rows]
-  if family == families.TOKEN_CLASSIFICATION:
-    labels = [np.asarray(x, np.int32) for x in column("labels")]
-  elif len(label_keys) == 1:
-    labels = np.asarray(column("label"), np.int32)
-  else:
-    labels = np.stack([np.asarray(column(k), np.int32) for k in label_keys], -1)
-  batched = {"inputs", "token_type_ids", *label_keys, *token_keys}
-  meta = {k: [_host_value(row[k]) for row in rows] for k in rows[0] if k not in batched}
-  return Examples(column("inputs"), column("token_type_ids"), labels, np.full(len(rows), task_id, np.int32),
-                  {k: column(k) for k in token_keys}, meta)
-
-
-def load_examples(task_name: str, split: str, max_length: int, task_id: int = 0, *, data_dir=None,
-                  vocabulary=None) -> Examples:
-  """Runs the seqio task's preprocessing once and keeps the result in memory.
-
-  data_dir: DATA_DIR (None = tasks/data); vocabulary: the backbone's WordPiece vocabulary (None = the
-  packaged MiniLM's); both as tasks.get_task takes them.
-  """
-  task = tasks.get_task(task_name, data_dir=data_dir, vocabulary=vocabulary)
-  ds = task.get_dataset(sequence_length={"inputs": max_length}, split=split, shuffle=False, use_cached=False)
-  rows = list(tfds.as_numpy(ds))
-  if not rows:
-    raise tasks.DataError(f"task {task_name!r} split {split!r} is empty.")
-  return examples_from_rows(rows, tasks.info(task_name).family, task_id)
 
 
 def bucket_lengths(max_length: int, smallest: int = 16) -> List[int]:

@@ -23,7 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from prompt_tuning_jax.train_step import TrainState
+from prompt_tuning_jax.training.steps import TrainState
 
 
 class UnreadableCheckpointError(ValueError):

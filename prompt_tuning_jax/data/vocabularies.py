@@ -24,7 +24,7 @@ from typing import Optional
 import gin
 import seqio
 
-from prompt_tuning_jax.tokenizers import WordPieceVocabulary
+from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 
 # t5x's default vocabulary (T5 1.1, mT5 use others): what a T5X user expects when none is given.
 DEFAULT_SENTENCEPIECE_MODEL = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"

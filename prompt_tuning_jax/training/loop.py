@@ -24,9 +24,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 
-from prompt_tuning_jax.checkpoints import Checkpoints
-from prompt_tuning_jax.metric_writer import MetricWriter, Progress
-from prompt_tuning_jax.train_step import nonfinite_counts
+from prompt_tuning_jax.training.checkpoints import Checkpoints
+from prompt_tuning_jax.training.metric_writer import MetricWriter, Progress
+from prompt_tuning_jax.training.steps import nonfinite_counts
 
 # What a user changes to get each recorded data setting back.
 _DATA_SETTINGS = {"seed": "RANDOM_SEED", "batch_size": "BATCH_SIZE", "examples": "the training data"}

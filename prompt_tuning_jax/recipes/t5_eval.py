@@ -19,10 +19,11 @@ import gin
 import jax
 import numpy as np
 
-from prompt_tuning_jax import export, seq2seq_data, trainable
+from prompt_tuning_jax import export, trainable
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
-from prompt_tuning_jax.t5_trainer import (PROMPT_PATTERNS, check_task, check_vocabulary, configure, contract_model,
+from prompt_tuning_jax.recipes.t5_train import (PROMPT_PATTERNS, check_task, check_vocabulary, configure, contract_model,
                                           load_backbone)
 from prompt_tuning_jax.training import fit
 from prompt_tuning_jax.training.evaluator import Evaluator
@@ -133,7 +134,7 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
                                               sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
                                               rank=False)
   examples = (t5.batcher.load(task_name, split) if task_name else
-              seq2seq_data.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
+              text_batching.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
   predictions = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)
   _write_jsonl(run.model_dir / "predictions.jsonl", predictions)
   print(f"wrote {len(predictions):,} predictions to {run.model_dir / 'predictions.jsonl'}", flush=True)

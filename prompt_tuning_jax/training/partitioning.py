@@ -19,7 +19,7 @@ import seqio
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES, with_axes  # pylint: disable=unused-import
+from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 
 MESH_AXES = ("data", "model")
 

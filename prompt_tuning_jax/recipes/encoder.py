@@ -12,7 +12,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import gin
 import optax
 
-from prompt_tuning_jax import families, tasks, trainable, vocabularies
+from prompt_tuning_jax import tasks, trainable
+from prompt_tuning_jax.tasks import families
+from prompt_tuning_jax.data import vocabularies
 from prompt_tuning_jax.models.bert import check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
@@ -20,7 +22,7 @@ from prompt_tuning_jax.models.encoder_model import EncoderBatcher, EncoderModel
 from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
-from prompt_tuning_jax.train_step import adamw
+from prompt_tuning_jax.training.steps import adamw
 from prompt_tuning_jax.training import fit
 
 MULTITASK_PROMPTS = ("shared", "per_task")

@@ -16,12 +16,13 @@ import gin
 import optax
 import seqio
 
-from prompt_tuning_jax import tasks, vocabularies
+from prompt_tuning_jax import tasks
+from prompt_tuning_jax.data import vocabularies
 from prompt_tuning_jax.models import t5x_checkpoint
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel, TextBatcher
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.tasks import text_to_text
-from prompt_tuning_jax.train_step import adafactor
+from prompt_tuning_jax.training.steps import adafactor
 from prompt_tuning_jax.training import fit
 
 PROMPT_PATTERNS = (r"prompt/.*",)

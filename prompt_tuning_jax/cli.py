@@ -1,0 +1,250 @@
+r"""Command line trainer with t5x flag semantics.
+
+  python -m prompt_tuning_jax.train --gin_file=gin/rte_deep_prompt.gin \
+      --gin.MODEL_DIR="'runs/rte'" [--gin_file=more.gin] [--gin.KEY=VALUE] \
+      [--gin_bindings='KEY = VALUE'] [--gin_search_paths=dir1,dir2]
+
+`--gin_file` repeats and applies in order (later files win); `--gin.KEY=VALUE` is the
+binding `KEY = VALUE` (Python literals: strings keep their inner quotes). Relative
+gin files and `include`s resolve against the search paths, then the package's gin/.
+Known bad input (bad gin syntax or binding, unset REQUIRED macro, unknown task, missing or
+malformed data, a prompt file or backbone that does not fit, an unwritable MODEL_DIR; the
+README's table) exits with status 2 and one `error:` line, never a traceback.
+
+The encoder trainer runs by default; a run file picks another with `launch.trainer`
+(gin/runs/prompt_finetune.gin binds the T5 trainer `@train_seq2seq`).
+"""
+
+import argparse
+import contextlib
+import difflib
+import inspect
+import io
+import os
+import re
+import sys
+import tempfile
+import tokenize
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import gin
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data: keep its logs quiet.
+
+GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
+_REQUIRED_MACRO = re.compile(r"(\w+)/(?:gin\.)?macro\.value set to `%gin\.REQUIRED`")
+# What gin appends to an error's message: where a binding was parsed, and each configurable call it went through.
+_GIN_LOCATION = re.compile(r'\n  In (?:file "(?P<file>[^"]*)",|bindings string) line (?P<line>\d+)\n    (?P<text>.*)')
+_GIN_CALL_NOTE = re.compile(r"\n  In call to configurable .*")
+_UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching '([^']+)'")
+_UNKNOWN_PARAMETER = re.compile(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
+
+
+def register_configurables() -> None:
+  """Makes the model classes bindable from gin (they are flax dataclasses); idempotent."""
+  if "prompt_tuning_jax.EncoderClassifier" in gin.config._REGISTRY:  # pylint: disable=protected-access
+    return
+  # pylint: disable=g-import-not-at-top,unused-import
+  from prompt_tuning_jax.recipes import encoder  # registers train
+  from prompt_tuning_jax.recipes import t5_eval, t5_train  # register train_seq2seq, evaluate_prompt, infer_prompt
+  from prompt_tuning_jax.models import t5  # registers T5Config
+  from prompt_tuning_jax.models.classifier import EncoderClassifier
+  from prompt_tuning_jax.models.t5_prompted import PromptedT5
+  from prompt_tuning_jax.prompts import initializers
+  from prompt_tuning_jax.prompts.deep import DeepPrompt
+  from prompt_tuning_jax.prompts.input import InputPrompt
+  from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
+  # pylint: enable=g-import-not-at-top,unused-import
+  for module_class in (EncoderClassifier, PromptedT5, DeepPrompt, InputPrompt, PTuningEncoder):
+    gin.external_configurable(module_class, module="prompt_tuning_jax")
+
+
+@gin.configurable
+def launch(trainer: Optional[Callable[[], object]] = None):
+  """Runs the configured trainer: `launch.trainer` (e.g. @train_seq2seq), by default the encoder trainer."""
+  if trainer is None:
+    from prompt_tuning_jax.recipes import encoder as encoder_trainer  # pylint: disable=g-import-not-at-top
+    trainer = encoder_trainer.train
+  return trainer()
+
+
+def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
+  """`--gin.KEY=VALUE` -> `--gin_bindings=KEY = VALUE` (t5x's rewrite)."""
+  out = []
+  for arg in argv:
+    if arg.startswith("--gin."):
+      key, sep, value = arg[len("--gin."):].partition("=")
+      if not sep:
+        raise SystemExit(f"error: {arg} needs a value: --gin.{key}=VALUE")
+      arg = f"--gin_bindings={key} = {value}"
+    out.append(arg)
+  return out
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--gin_file", action="append", default=[], help="gin file; repeatable, applied in order")
+  parser.add_argument("--gin_bindings", action="append", default=[], help="gin binding; repeatable")
+  parser.add_argument("--gin_search_paths", default="", help="comma-separated directories for gin files")
+  return parser.parse_args(rewrite_gin_args(argv))
+
+
+def resolve_gin_file(name: str, search_paths: Sequence[Path]) -> str:
+  for root in [Path.cwd(), *search_paths]:
+    candidate = root / name
+    if candidate.exists():
+      return str(candidate)
+  raise FileNotFoundError(f"gin file {name!r} not found in {[str(p) for p in [Path.cwd(), *search_paths]]}.")
+
+
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
+  """Parses and finalizes the config. Bad syntax, an unknown binding or an unset REQUIRED macro raises a
+  one-line ValueError naming the file and line (or the --gin binding) and the fix."""
+  paths = [Path(p) for p in search_paths if p] + [GIN_DIR]
+  # Our directories go before gin's default '' prefix: for an include like
+  # 'tasks/rte.gin', gin's package-resource reader would otherwise try to import the
+  # repository's top-level tasks/ folder as a package and fail. gin has no public
+  # way to prepend (gin-config is pinned at 0.5.0).
+  for p in reversed(paths):
+    if str(p) not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+      gin.config._LOCATION_PREFIXES.insert(0, str(p))  # pylint: disable=protected-access
+  files = [resolve_gin_file(f, paths) for f in gin_files]
+  source = "--gin bindings"  # What is being parsed, for errors that carry no file name (tokenize's).
+  try:
+    # parse_config_files_and_bindings, one step at a time to know the source.
+    for source in files:
+      gin.parse_config_file(source)
+    source = "--gin bindings"
+    gin.parse_config(list(bindings))
+    gin.finalize()
+  except SyntaxError as e:  # gin's parse errors are SyntaxErrors with the file (None: bindings) and line.
+    detail = str(e.args[0] if e.args else e).strip().splitlines()[-1].strip()
+    raise ValueError(f"{_where(e.filename, e.lineno, e.text, bindings)}: gin syntax error: {detail}"
+                     f"{_syntax_hint(detail)}") from None
+  except tokenize.TokenError as e:  # An unclosed bracket or string: tokenize names no file and the line of EOF.
+    raise ValueError(f"{_unclosed_statement(source, bindings)}: gin syntax error: {e.args[0]} (an unclosed "
+                     "bracket or quote).") from None
+  except ValueError as e:
+    m = _REQUIRED_MACRO.search(str(e))
+    if m:
+      raise ValueError(f"gin macro {m.group(1)} is REQUIRED but was not set: pass "
+                       f"--gin.{m.group(1)}=... or bind it in a gin file.") from None
+    located = _GIN_LOCATION.search(str(e))
+    if located:
+      problem = str(e)[:located.start()].strip()
+      where = _where(located["file"], int(located["line"]), located["text"], bindings)
+      raise ValueError(f"{where}: unknown gin binding: {problem}{_binding_hint(problem)}" if
+                       _UNKNOWN_CONFIGURABLE.search(problem) or _UNKNOWN_PARAMETER.search(problem) else
+                       f"{where}: {problem}") from None
+    raise
+
+
+def _where(filename: Optional[str], line: Optional[int], text: Optional[str], bindings: Sequence[str]) -> str:
+  """'file:line (`text`)' for a gin file, or the --gin binding at `line` of the joined bindings."""
+  if filename:
+    return f"{filename}:{line}" + (f" (`{text.strip()}`)" if text and text.strip() else "")
+  if line is not None:  # gin joins the bindings with newlines; a binding may span several lines.
+    first = 1
+    for binding in bindings:
+      last = first + binding.count("\n")
+      if first <= line <= last:
+        return f"--gin binding `{binding.strip()}`"
+      first = last + 1
+  return f"--gin binding `{text.strip()}`" if text else "--gin bindings"
+
+
+def _unclosed_statement(source: str, bindings: Sequence[str]) -> str:
+  """Where the statement that tokenize could not finish starts: the --gin binding, or file:line."""
+  if source == "--gin bindings":
+    texts = {f"--gin binding `{b.strip()}`": b for b in bindings}
+  else:
+    texts = {source: Path(source).read_text()}
+  for where, text in texts.items():
+    start = 1  # The first line of the statement being read.
+    try:
+      for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.NEWLINE:
+          start = token.end[0] + 1
+    except tokenize.TokenError:
+      lines = text.splitlines()
+      return where if where != source else f"{source}:{start} (`{lines[start - 1].strip()}`)"
+  return f"{source} (or a file it includes)"
+
+
+def _syntax_hint(detail: str) -> str:
+  if "Failed to parse token" in detail:  # The usual cause: a string without its inner quotes.
+    return ". A string value needs quotes inside the flag, e.g. --gin.MODEL_DIR=\"'runs/x'\"."
+  return "" if detail.endswith(".") else "."
+
+
+def _binding_hint(problem: str) -> str:
+  """' Did you mean ...?' from the registered configurables, or their parameters."""
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  m = _UNKNOWN_PARAMETER.search(problem)
+  if m:
+    try:
+      parameters = [p for p in inspect.signature(registry.get_match(m[1]).wrapped).parameters
+                    if p not in ("self", "parent", "name")]
+    except (TypeError, ValueError, AttributeError):
+      return ""
+    close = difflib.get_close_matches(m[2], parameters, n=1)
+    return f" Did you mean {m[1]}.{close[0]}?" if close else f" Its parameters: {', '.join(parameters)}."
+  m = _UNKNOWN_CONFIGURABLE.search(problem)
+  names = sorted({k.rpartition(".")[2] for k, _ in registry.items() if not k.startswith("gin.")})
+  close = difflib.get_close_matches(m[1].rpartition(".")[2], names, n=3) if m else []
+  hint = f" Did you mean {' or '.join(close)}?" if close else ""
+  return hint + " Bind a configurable's parameter (train.batch_size = 8) or a macro (TRAIN_STEPS = 100)."
+
+
+USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyError, FloatingPointError)
+
+
+def one_line(error: BaseException) -> str:
+  """The error's message on one line, without the configurable calls gin notes below it."""
+  message = _GIN_CALL_NOTE.sub("", str(error)).strip().strip('"')
+  return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def native_logs_held_back():
+  """TensorFlow's native libraries write start-up lines (oneDNN, CUDA probing) straight to file descriptor 2
+  before any log level applies; hold them back so an error is the only line, and show them if loading fails."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    except BaseException:
+      os.dup2(saved, 2)
+      held.seek(0)
+      sys.stderr.write(held.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def run_cli(entry: Callable[[], object], argv: Sequence[str] = None) -> int:
+  """Parses t5x-style flags and gin, then calls `entry()`; known bad input -> status 2 and one line."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    with native_logs_held_back():
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
+      register_configurables()
+    parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths.split(","))
+    entry()
+  except USER_ERRORS as e:
+    print(f"error: {one_line(e)}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def main(argv: Sequence[str] = None) -> int:
+  return run_cli(launch, argv)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,1 @@
+"""Vocabularies (WordPiece, SentencePiece) and batching: examples in memory, length buckets, one batch order."""
