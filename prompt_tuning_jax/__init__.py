@@ -1,20 +1,22 @@
 """prompt_tuning_jax: parameter-efficient prompt tuning for frozen JAX/Flax backbones.
 
 Shape notation used in every docstring:
-  B batch, T tokens, H hidden size, P prompt length, L layers, N attention heads,
-  D head dim (H = N * D), C classes, F intermediate (MLP) size, V vocabulary.
+  B batch, T tokens (T' decoder tokens), G decoded tokens, H hidden size (BERT: hidden_size; T5: d_model),
+  P prompt length, L layers, N attention heads, D head dim, C classes, F intermediate (MLP) size,
+  V vocabulary, K ensemble members or choices.
+  BERT-family encoders have H = N * D. T5 1.1 does not: its attention width N * D (num_heads * d_kv) is set
+  apart from d_model (T5 1.1 small: H = 512, N * D = 6 * 64 = 384), so key/value prefixes are
+  [.., P, N, D] and input prompts [P, H] have different widths.
 
-Layout:
-  models/      one file per backbone architecture, plus its checkpoint loader.
-  prompts/     prompt modules; they return prompts, `combine` functions attach them.
-  tasks/       seqio task registry, sources and preprocessors.
-  tokenizers   WordPiece as a seqio Vocabulary.
-  vocabularies the backbones' vocabularies as explicit, cached values (WordPiece, T5 SentencePiece).
-  data         numpy batching with length buckets and exact resume.
-  trainable    the one regex pattern that decides what trains, is saved, is restored.
-  train_step   the pure, jitted train / eval steps.
-  trainer      the loop: logging, evaluation, checkpoints, export.
-  train        the t5x-style command line.
+Layers (README's layout table; tests/test_layout.py checks the import rules):
+  models/    the model contract (base.py), its encoder and encoder-decoder implementations, and one file
+             per backbone architecture with its checkpoint loader.
+  prompts/   prompt modules; they return prompts, separate functions combine them with the inputs.
+  data/      vocabularies, tokenizers and batching (length buckets, one batch order, exact resume).
+  tasks/     seqio registrations, sources, preprocessors, metrics, scoring and label constants.
+  training/  one `fit` for any model of the contract: steps, loop, evaluator, checkpoints, partitioning.
+  recipes/   the gin entry points (train, train_seq2seq, evaluate_prompt, infer_prompt).
+  cli        t5x-style flags and gin; train, eval and infer are its `python -m` shims.
 """
 
 __version__ = "0.1.0"

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from prompt_tuning_jax.models.heads import (SequenceClassificationHead, SpanExtractionHead, TokenClassificationHead,
-                                            best_spans, first_subword_label_weights, span_loss,
-                                            token_classification_loss, weighted_cross_entropy, word_predictions)
+                                            first_subword_label_weights, span_loss, token_classification_loss,
+                                            weighted_cross_entropy, word_predictions)
+from prompt_tuning_jax.tasks.labels import best_spans
 from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 
 B, T, H = 2, 9, 8

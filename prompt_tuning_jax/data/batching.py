@@ -117,7 +117,7 @@ def shape_groups(examples: Examples) -> List[np.ndarray]:
 
 class BatchOrder:
   """Endless shuffled batches of example indices; batch s is determined by (seed, s). Both data paths
-  (encoder examples here, text-to-text examples in seq2seq_data) train in this order; a subclass pads the
+  (encoder examples here, text-to-text examples in text_batching.py) train in this order; a subclass pads the
   examples at an index into its batch (`pad`).
 
   Each epoch shuffles the examples of each group (examples of one input shape), sorts each window of

@@ -58,7 +58,7 @@ def pad_to(sequences: Sequence[np.ndarray], rows: int, buckets: Sequence[int]) -
 
 def pad_batch(examples: TextExamples, index: Sequence[int], buckets: Mapping[str, Sequence[int]],
               batch_size: int) -> Batch:
-  """Examples at `index` -> a batch (see seq2seq.py) of batch_size rows; missing rows are all padding."""
+  """Examples at `index` -> a batch (see models/encoder_decoder_model.py) of batch_size rows; missing rows are all padding."""
   targets = pad_to([examples.targets[i] for i in index], batch_size, buckets["targets"])
   return {"encoder_input_tokens": pad_to([examples.inputs[i] for i in index], batch_size, buckets["inputs"]),
           "decoder_target_tokens": targets, "decoder_input_tokens": shift_right(targets),

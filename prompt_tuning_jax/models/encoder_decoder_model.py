@@ -64,7 +64,7 @@ def normalize_loss(loss, weights, loss_normalizing_factor: Union[None, float, st
 
 
 class TextBatcher:
-  """Text-to-text batches of a task (seq2seq_data): inputs and targets each padded to a length bucket."""
+  """Text-to-text batches of a task (data/text_batching.py): inputs and targets each padded to a length bucket."""
 
   def __init__(self, feature_lengths, data_dir=None, vocabulary=None):
     self.feature_lengths = {k: int(v) for k, v in dict(feature_lengths).items()}

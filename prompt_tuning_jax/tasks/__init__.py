@@ -3,8 +3,8 @@
 Registered tasks use the defaults: the data shipped in tasks/data, the packaged MiniLM's vocab.txt
 (encoder tasks) and t5's default SentencePiece model (text-to-text tasks), so `python -m
 prompt_tuning_jax.tasks --list` and a t5x user's MIXTURE_OR_TASK_NAME work. A run asks for its tasks
-with its own values: `get_task(name, data_dir=DATA_DIR, vocabulary=...)` (data.load_examples and
-seq2seq_data.load_text_examples pass them on); nothing is configured globally. `info(name)` gives an
+with its own values: `get_task(name, data_dir=DATA_DIR, vocabulary=...)` (tasks.loading.load_examples and
+load_text_examples pass them on); nothing is configured globally. `info(name)` gives an
 encoder task's family, labels and selection metric (registry.TaskInfo), whatever the data and vocabulary.
 """
 
