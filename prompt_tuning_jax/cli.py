@@ -9,7 +9,8 @@ binding `KEY = VALUE` (Python literals: strings keep their inner quotes). Relati
 gin files and `include`s resolve against the search paths, then the package's gin/.
 Known bad input (bad gin syntax or binding, unset REQUIRED macro, unknown task, missing or
 malformed data, a prompt file or backbone that does not fit, an unwritable MODEL_DIR; the
-README's table) exits with status 2 and one `error:` line, never a traceback.
+README's table) raises an `errors.UserError` and exits with status 2 and one `error:` line, never
+a traceback. Any other exception is a bug and keeps its traceback.
 
 The encoder trainer runs by default; a run file picks another with `launch.trainer`
 (gin/runs/prompt_finetune.gin binds the T5 trainer `@train_seq2seq`).
@@ -26,9 +27,11 @@ import sys
 import tempfile
 import tokenize
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import gin
+
+from prompt_tuning_jax import errors
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data: keep its logs quiet.
 
@@ -76,7 +79,7 @@ def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
     if arg.startswith("--gin."):
       key, sep, value = arg[len("--gin."):].partition("=")
       if not sep:
-        raise SystemExit(f"error: {arg} needs a value: --gin.{key}=VALUE")
+        raise errors.ConfigError(f"{arg} needs a value: --gin.{key}=VALUE")
       arg = f"--gin_bindings={key} = {value}"
     out.append(arg)
   return out
@@ -95,12 +98,13 @@ def resolve_gin_file(name: str, search_paths: Sequence[Path]) -> str:
     candidate = root / name
     if candidate.exists():
       return str(candidate)
-  raise FileNotFoundError(f"gin file {name!r} not found in {[str(p) for p in [Path.cwd(), *search_paths]]}.")
+  raise errors.MissingFileError(f"gin file {name!r} not found in {[str(p) for p in [Path.cwd(), *search_paths]]}.")
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
   """Parses and finalizes the config. Bad syntax, an unknown binding or an unset REQUIRED macro raises a
-  one-line ValueError naming the file and line (or the --gin binding) and the fix."""
+  one-line errors.ConfigError naming the file and line (or the --gin binding) and the fix; an include that
+  is not found, an errors.MissingFileError."""
   paths = [Path(p) for p in search_paths if p] + [GIN_DIR]
   # Our directories go before gin's default '' prefix: for an include like
   # 'tasks/rte.gin', gin's package-resource reader would otherwise try to import the
@@ -120,24 +124,26 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
     gin.finalize()
   except SyntaxError as e:  # gin's parse errors are SyntaxErrors with the file (None: bindings) and line.
     detail = str(e.args[0] if e.args else e).strip().splitlines()[-1].strip()
-    raise ValueError(f"{_where(e.filename, e.lineno, e.text, bindings)}: gin syntax error: {detail}"
-                     f"{_syntax_hint(detail)}") from None
+    raise errors.ConfigError(f"{_where(e.filename, e.lineno, e.text, bindings)}: gin syntax error: {detail}"
+                             f"{_syntax_hint(detail)}") from None
   except tokenize.TokenError as e:  # An unclosed bracket or string: tokenize names no file and the line of EOF.
-    raise ValueError(f"{_unclosed_statement(source, bindings)}: gin syntax error: {e.args[0]} (an unclosed "
-                     "bracket or quote).") from None
+    raise errors.ConfigError(f"{_unclosed_statement(source, bindings)}: gin syntax error: {e.args[0]} (an "
+                             "unclosed bracket or quote).") from None
   except ValueError as e:
     m = _REQUIRED_MACRO.search(str(e))
     if m:
-      raise ValueError(f"gin macro {m.group(1)} is REQUIRED but was not set: pass "
-                       f"--gin.{m.group(1)}=... or bind it in a gin file.") from None
+      raise errors.ConfigError(f"gin macro {m.group(1)} is REQUIRED but was not set: pass "
+                               f"--gin.{m.group(1)}=... or bind it in a gin file.") from None
     located = _GIN_LOCATION.search(str(e))
     if located:
       problem = str(e)[:located.start()].strip()
       where = _where(located["file"], int(located["line"]), located["text"], bindings)
-      raise ValueError(f"{where}: unknown gin binding: {problem}{_binding_hint(problem)}" if
-                       _UNKNOWN_CONFIGURABLE.search(problem) or _UNKNOWN_PARAMETER.search(problem) else
-                       f"{where}: {problem}") from None
-    raise
+      raise errors.ConfigError(f"{where}: unknown gin binding: {problem}{_binding_hint(problem)}" if
+                               _UNKNOWN_CONFIGURABLE.search(problem) or _UNKNOWN_PARAMETER.search(problem) else
+                               f"{where}: {problem}") from None
+    raise errors.ConfigError(one_line(e)) from None  # Parsing reads only the user's config: its fault.
+  except OSError as e:  # gin's IOError for an include found on no search path.
+    raise errors.MissingFileError(one_line(e)) from None
 
 
 def _where(filename: Optional[str], line: Optional[int], text: Optional[str], bindings: Sequence[str]) -> str:
@@ -197,9 +203,6 @@ def _binding_hint(problem: str) -> str:
   return hint + " Bind a configurable's parameter (train.batch_size = 8) or a macro (TRAIN_STEPS = 100)."
 
 
-USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, OSError, KeyError, FloatingPointError)
-
-
 def one_line(error: BaseException) -> str:
   """The error's message on one line, without the configurable calls gin notes below it."""
   message = _GIN_CALL_NOTE.sub("", str(error)).strip().strip('"')
@@ -227,16 +230,17 @@ def native_logs_held_back():
 
 
 def run_cli(entry: Callable[[], object], argv: Sequence[str] = None) -> int:
-  """Parses t5x-style flags and gin, then calls `entry()`; known bad input -> status 2 and one line."""
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+  """Parses t5x-style flags and gin, then calls `entry()`. A UserError (bad input) -> status 2 and one line;
+  anything else is a bug and propagates with its traceback."""
   try:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     with native_logs_held_back():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
       register_configurables()
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths.split(","))
     entry()
-  except USER_ERRORS as e:
+  except errors.UserError as e:
     print(f"error: {one_line(e)}", file=sys.stderr)
     return 2
   return 0

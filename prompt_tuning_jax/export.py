@@ -18,6 +18,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from prompt_tuning_jax import errors
+
 FORMAT = "prompt_tuning_jax.export/1"
 
 
@@ -37,11 +39,22 @@ def load_export(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   try:
     with safe_open(str(path), "np") as f:
       metadata = f.metadata() or {}
-  except Exception as e:  # safetensors raises its own error types.
-    raise ValueError(f"{path} is not a readable safetensors prompt file: {e}") from e
+    tensors = load_file(str(path)) if metadata.get("format") == FORMAT else {}
+  except Exception as e:  # safetensors raises its own error types (and OSError for a missing file).
+    raise errors.CheckpointError(f"{path} is not a readable safetensors prompt file: {e}") from e
   if metadata.get("format") != FORMAT:
-    raise ValueError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}.")
-  return load_file(str(path)), metadata
+    raise errors.CheckpointError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}.")
+  return tensors, metadata
+
+
+def load_npy(path) -> np.ndarray:
+  """A prompt saved as .npy (the prompt-tuning repo's format); a file numpy cannot read is a CheckpointError."""
+  try:
+    return np.load(path, allow_pickle=False)
+  except FileNotFoundError as e:
+    raise errors.MissingFileError(f"prompt file {path} does not exist.") from e
+  except (OSError, ValueError) as e:  # numpy's errors for a file that is not an array.
+    raise errors.CheckpointError(f"{path} is not a readable .npy prompt file: {e}") from e
 
 
 def restore_matching(params, path, patterns: Sequence[str]):
@@ -55,18 +68,18 @@ def restore_matching(params, path, patterns: Sequence[str]):
   tensors, metadata = load_export(path)
   chosen = {k: v for k, v in tensors.items() if trainable.is_trainable(k, patterns)}
   if not chosen:
-    raise ValueError(f"{path}: no tensor matches {list(patterns)}; it holds {sorted(tensors)}.")
+    raise errors.CheckpointError(f"{path}: no tensor matches {list(patterns)}; it holds {sorted(tensors)}.")
   flat = trainable.flatten(params)
   for name, value in chosen.items():
     if name not in flat:
       expected = sorted(k for k in flat if trainable.is_trainable(k, patterns))
-      raise ValueError(f"{path}: tensor {name!r} is not a parameter of this model, which has {expected} there. "
-                       "Configure the prompt as in the run that exported it (e.g. PROMPT_REPARAM_HIDDEN=None: "
-                       "exports store deep prompts collapsed).")
+      raise errors.CheckpointError(f"{path}: tensor {name!r} is not a parameter of this model, which has {expected} "
+                                   "there. Configure the prompt as in the run that exported it (e.g. "
+                                   "PROMPT_REPARAM_HIDDEN=None: exports store deep prompts collapsed).")
     if tuple(value.shape) != tuple(flat[name].shape):
-      raise ValueError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} but this model's is "
-                       f"{tuple(flat[name].shape)}{_exported_for(metadata)}; use that backbone and prompt "
-                       "configuration, or a prompt exported from this model.")
+      raise errors.CheckpointError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} but this model's is "
+                                   f"{tuple(flat[name].shape)}{_exported_for(metadata)}; use that backbone and "
+                                   "prompt configuration, or a prompt exported from this model.")
   return trainable.unflatten({**flat, **{k: np.asarray(v, flat[k].dtype) for k, v in chosen.items()}})
 
 

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from prompt_tuning_jax import errors
+
 DEEP_PROMPT_PATTERNS = (r"prompt/.*", r"head/.*")
 
 
@@ -33,8 +35,8 @@ def split_params(params, patterns: Sequence[str]) -> Tuple[dict, dict]:
   flat = flatten(params)
   trainable = {k: v for k, v in flat.items() if is_trainable(k, patterns)}
   if not trainable:
-    raise ValueError(f"No parameter matches the trainable patterns {list(patterns)}; "
-                     f"parameter paths look like {sorted(flat)[:3]}.")
+    raise errors.ConfigError(f"No parameter matches the trainable patterns {list(patterns)}; "
+                             f"parameter paths look like {sorted(flat)[:3]}.")
   frozen = {k: v for k, v in flat.items() if k not in trainable}
   return unflatten(trainable), unflatten(frozen)
 

@@ -15,6 +15,8 @@ import dataclasses
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from prompt_tuning_jax import errors
 Batch = Dict[str, np.ndarray]
 
 IGNORE_LABEL = -100  # Hugging Face's ignore index: a token without a label (not a word's first sub-word).
@@ -129,8 +131,8 @@ class BatchOrder:
                group_batches: int = 50, describe_group: Callable[[np.ndarray], str] = lambda group: ""):
     for group in groups:
       if len(group) < batch_size:
-        raise ValueError(f"the training split has {len(group)} examples{describe_group(group)}, fewer than "
-                         f"BATCH_SIZE={batch_size}.")
+        raise errors.ConfigError(f"the training split has {len(group)} examples{describe_group(group)}, fewer "
+                                 f"than BATCH_SIZE={batch_size}.")
     self.groups, self.batch_size, self.seed, self.group_batches = list(groups), batch_size, seed, group_batches
     self.steps_per_epoch = sum(len(g) // batch_size for g in self.groups)
     self._lengths = np.asarray(lengths)

@@ -13,6 +13,8 @@ import seqio
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from prompt_tuning_jax import errors
+
 
 class WordPieceVocabulary(seqio.Vocabulary):
   """BERT WordPiece vocabulary. Ids of [PAD] must be 0 (seqio's convention).
@@ -35,15 +37,22 @@ class WordPieceVocabulary(seqio.Vocabulary):
     path = self.vocab_file
     if path not in self._loaded:
       if not Path(path).exists():
-        raise FileNotFoundError(f"Vocabulary file {path} does not exist.")
-      tokens = Path(path).read_text(encoding="utf-8").splitlines()
-      if tokens[0] != "[PAD]":
-        raise ValueError(f"{path}: the first token must be [PAD] (id 0), found {tokens[0]!r}.")
+        raise errors.MissingFileError(f"Vocabulary file {path} does not exist.")
+      try:
+        tokens = Path(path).read_text(encoding="utf-8").splitlines()
+      except UnicodeDecodeError as e:
+        raise errors.CheckpointError(f"{path} is not a UTF-8 vocabulary file ({e}).") from e
+      if not tokens or tokens[0] != "[PAD]":
+        found = repr(tokens[0]) if tokens else "an empty file"
+        raise errors.CheckpointError(f"{path}: the first token must be [PAD] (id 0), found {found}.")
       self._loaded[path] = [tokens, {t: i for i, t in enumerate(tokens)}, None]
     return self._loaded[path]
 
   def token_id(self, token: str) -> int:
-    return self._load()[1][token]
+    index = self._load()[1]
+    if token not in index:  # A vocab.txt without BERT's special tokens is not a WordPiece vocabulary.
+      raise errors.CheckpointError(f"{self.vocab_file} has no {token} token; it is not a BERT WordPiece vocab.txt.")
+    return index[token]
 
   @property
   def cls_id(self) -> int:

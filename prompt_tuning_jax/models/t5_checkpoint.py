@@ -18,6 +18,7 @@ from typing import Dict, Tuple
 import numpy as np
 from flax import traverse_util
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models import bert_checkpoint
 from prompt_tuning_jax.models.bert_checkpoint import CheckpointMismatchError
 from prompt_tuning_jax.models.t5 import T5Config
@@ -70,23 +71,27 @@ def hf_name_to_t5x_path(name: str):
 
 
 def config_from_hf(d: dict) -> T5Config:
-  """A T5Config from a Hugging Face config dict; ValueError for anything but T5 1.1's architecture."""
+  """A T5Config from a Hugging Face config dict; errors.CheckpointError for anything but T5 1.1's architecture."""
   model_type = d.get("model_type")
   if model_type not in ("t5", "mt5"):
-    raise ValueError(f"config.json has model_type {model_type!r}; the T5 loader reads 't5' or 'mt5' checkpoints.")
+    raise errors.CheckpointError(f"config.json has model_type {model_type!r}; the T5 loader reads 't5' or 'mt5' "
+                                 "checkpoints.")
   mlp = d.get("feed_forward_proj", "relu")  # Hugging Face's default is T5 1.0's.
   if mlp not in ("gated-gelu", "gated-gelu_new"):
-    raise ValueError(
+    raise errors.CheckpointError(
         f"config.json has feed_forward_proj {mlp!r}: only T5 1.1's gated-GELU MLP (wi_0, wi_1, wo) is supported. "
         "T5 1.0 checkpoints (t5-small ... t5-11b: ReLU MLP, output layer tied to the embedding) are not; use a "
         "T5 1.1, Flan-T5 or mT5 checkpoint.")
   # transformers >= 5 writes tie_word_embeddings=true for every T5 but marks T5 1.1 with
   # scale_decoder_outputs=false; older versions write tie_word_embeddings=false.
   if d.get("tie_word_embeddings", True) and d.get("scale_decoder_outputs", True):
-    raise ValueError(
+    raise errors.CheckpointError(
         "config.json ties the output layer to the embedding and scales the decoder output (T5 1.0 style: "
         "tie_word_embeddings true). T5 1.1 has a separate lm_head.weight; set tie_word_embeddings to false if the "
         "checkpoint has one.")
+  missing = [k for k in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers") if k not in d]
+  if missing:
+    raise errors.CheckpointError(f"config.json lacks {missing}; it does not describe a T5.")
   return T5Config(
       vocab_size=d["vocab_size"],
       d_model=d["d_model"],
@@ -104,8 +109,12 @@ def config_from_hf(d: dict) -> T5Config:
 def load_config(model_dir) -> T5Config:
   config_file = Path(model_dir) / "config.json"
   if not config_file.exists():
-    raise FileNotFoundError(f"No config.json in T5 checkpoint directory {model_dir}.")
-  return config_from_hf(json.loads(config_file.read_text()))
+    raise errors.MissingFileError(f"No config.json in T5 checkpoint directory {model_dir}.")
+  try:
+    config = json.loads(config_file.read_text())
+  except ValueError as e:  # json's JSONDecodeError (or UnicodeDecodeError): the file is the user's.
+    raise errors.CheckpointError(f"{config_file} is not a readable JSON config: {e}.") from e
+  return config_from_hf(config)
 
 
 def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]]):
@@ -132,7 +141,7 @@ def load_t5(model_dir):
   """
   model_dir = Path(model_dir).expanduser()
   if not model_dir.is_dir():
-    raise FileNotFoundError(f"T5 checkpoint directory {model_dir} does not exist.")
+    raise errors.MissingFileError(f"T5 checkpoint directory {model_dir} does not exist.")
   config = load_config(model_dir)
   flat = convert_state_dict(bert_checkpoint.read_safetensors(model_dir), expected_param_shapes(config))
   return config, traverse_util.unflatten_dict(flat, sep="/")

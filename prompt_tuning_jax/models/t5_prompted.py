@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.t5 import T5, LayerPrefixes, T5Config, check_no_packing
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend
@@ -53,8 +54,8 @@ class PromptedT5(nn.Module):
       raise TypeError(f"PromptedT5 cannot attach a {type(self.prompt).__name__}.")
     p = self.prompt
     if isinstance(p, PTuningEncoder) and check_template(p.template, p.length)[1:] != (0, 0):
-      raise ValueError(f"P-Tuning on T5 prepends its virtual tokens: set the template to ({p.length}, 0), "
-                       f"not {tuple(p.template)}.")
+      raise errors.ConfigError(f"P-Tuning on T5 prepends its virtual tokens: set the template to ({p.length}, 0), "
+                               f"not {tuple(p.template)}.")
     self.backbone = T5(self.config)
 
   def input_prompt_length(self) -> int:

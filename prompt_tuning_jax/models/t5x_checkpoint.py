@@ -32,6 +32,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.bert_checkpoint import CheckpointMismatchError
 from prompt_tuning_jax.models.t5 import T5Config
 from prompt_tuning_jax.models.t5_checkpoint import expected_param_shapes, load_t5
@@ -53,7 +54,7 @@ def find_t5x_step_dir(path: Path) -> Path:
     return steps[-1][1]
   if any((path / marker).exists() for marker in _ORBAX_MARKERS) or (path / "checkpoint").is_file():
     return path
-  raise FileNotFoundError(
+  raise errors.MissingFileError(
       f"{path} is neither a Hugging Face T5 directory (config.json + model.safetensors) nor a T5X checkpoint "
       "(checkpoint_<step>/ with Orbax _METADATA or a legacy msgpack 'checkpoint' file).")
 
@@ -66,7 +67,8 @@ def _params_prefix(tree: dict) -> Tuple[str, ...]:
       node = node.get(key) if isinstance(node, dict) else None
     if isinstance(node, dict) and "encoder" in node and "decoder" in node:
       return prefix
-  raise ValueError(f"no T5 parameters (encoder/, decoder/) in the checkpoint tree; its top level is {sorted(tree)}.")
+  raise errors.CheckpointError(f"no T5 parameters (encoder/, decoder/) in the checkpoint tree; its top level is "
+                               f"{sorted(tree)}.")
 
 
 def _subtree(tree: dict, prefix: Sequence[str]) -> dict:
@@ -80,6 +82,9 @@ def _read_orbax(step_dir: Path) -> Dict[str, np.ndarray]:
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(step_dir)
   tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+  if not isinstance(tree, dict):  # No item metadata: Orbax found no parameter tree to read.
+    raise errors.CheckpointError(f"T5X checkpoint {step_dir} holds no parameter tree Orbax can read (its metadata is "
+                                 f"a {type(tree).__name__}); it may be truncated or corrupt.")
   prefix = _params_prefix(tree)
   wanted = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), _subtree(tree, prefix))
   for key in reversed(prefix):
@@ -118,14 +123,20 @@ def read_checkpoint(path) -> Tuple[Dict[str, np.ndarray], Optional[T5Config], st
   """(flat {t5x path: array}, the Hugging Face config or None, the layout's name) of a checkpoint."""
   path = Path(path).expanduser()
   if not path.exists():
-    raise FileNotFoundError(f"T5 checkpoint {path} does not exist.")
+    raise errors.MissingFileError(f"T5 checkpoint {path} does not exist.")
   if (path / "config.json").exists():
     config, params = load_t5(path)
     return traverse_util.flatten_dict(params, sep="/"), config, "Hugging Face"
   step_dir = find_t5x_step_dir(path)
-  if any((step_dir / marker).exists() for marker in _ORBAX_MARKERS):
-    return _read_orbax(step_dir), None, f"T5X Orbax ({step_dir.name})"
-  return _read_legacy(step_dir), None, f"T5X legacy msgpack + TensorStore ({step_dir.name})"
+  orbax = any((step_dir / marker).exists() for marker in _ORBAX_MARKERS)
+  try:
+    flat = _read_orbax(step_dir) if orbax else _read_legacy(step_dir)
+  except errors.UserError:
+    raise
+  except (ValueError, OSError, KeyError) as e:  # Orbax, msgpack and TensorStore on a truncated or corrupt checkpoint.
+    raise errors.CheckpointError(f"T5X checkpoint {step_dir} cannot be read ({type(e).__name__}: {str(e)[:300]}). "
+                                 "It may be truncated or corrupt.") from e
+  return flat, None, f"T5X Orbax ({step_dir.name})" if orbax else f"T5X legacy msgpack + TensorStore ({step_dir.name})"
 
 
 def check_architecture(found: T5Config, configured: T5Config, path) -> None:
@@ -133,8 +144,8 @@ def check_architecture(found: T5Config, configured: T5Config, path) -> None:
   diffs = [f"{k}={getattr(found, k)} (gin: {getattr(configured, k)})" for k in _ARCHITECTURE
            if getattr(found, k) != getattr(configured, k)]
   if diffs:
-    raise ValueError(f"checkpoint {path} holds a different T5: {', '.join(diffs)}. Use the gin/models file of "
-                     "its size.")
+    raise errors.CheckpointError(f"checkpoint {path} holds a different T5: {', '.join(diffs)}. Use the gin/models "
+                                 "file of its size.")
 
 
 def assign(expected: Dict[str, Tuple[int, ...]], source: Dict[str, np.ndarray],

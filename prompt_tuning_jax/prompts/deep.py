@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
 
 POSITION_POLICIES = ("from_zero", "after_prompt")
@@ -60,7 +61,7 @@ class DeepPrompt(nn.Module):
                deterministic: bool = True) -> jax.Array:
     """Returns prefixes [L', 2, B, P, N, D] with per-example dropout."""
     if self.position_policy not in POSITION_POLICIES:
-      raise ValueError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
+      raise errors.ConfigError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
     table = self.table(num_layers, num_heads, head_dim)
     l, _, p, n, d = table.shape
     prefixes = jnp.broadcast_to(table[:, :, None], (l, 2, batch_size, p, n, d))
@@ -82,12 +83,13 @@ def resolve_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> Tu
   if isinstance(spec, str):
     m = re.fullmatch(r"\s*(top|bottom)\s+(\d+)\s*", spec)
     if not m or not 0 <= int(m.group(2)) <= num_layers:
-      raise ValueError(f"deep prompt layers {spec!r}: use 'top k' or 'bottom k' with 0 <= k <= {num_layers}.")
+      raise errors.ConfigError(f"deep prompt layers {spec!r}: use 'top k' or 'bottom k' with 0 <= k <= "
+                               f"{num_layers}.")
     k = int(m.group(2))
     return tuple(range(num_layers - k, num_layers)) if m.group(1) == "top" else tuple(range(k))
   layers = tuple(sorted(set(int(i) for i in spec)))
   if any(not 0 <= i < num_layers for i in layers):
-    raise ValueError(f"deep prompt layers {list(spec)} outside 0..{num_layers - 1}.")
+    raise errors.ConfigError(f"deep prompt layers {list(spec)} outside 0..{num_layers - 1}.")
   return layers
 
 

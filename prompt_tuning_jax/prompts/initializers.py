@@ -18,20 +18,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prompt_tuning_jax import errors
+
 PromptInit = Callable[[jax.Array, Sequence[int], jax.Array], jax.Array]
 
 
 def _require_vocabulary(vocabulary, initializer: str) -> None:
   if vocabulary is None:
-    raise ValueError(f"{initializer} tokenizes with the backbone's vocabulary, but none was given: pass "
-                     f"vocabulary= (gin: {initializer}.vocabulary = %VOCABULARY, as gin/runs/train.gin and "
-                     "gin/models/t5_1_1_prompt.gin bind it).")
+    raise errors.ConfigError(f"{initializer} tokenizes with the backbone's vocabulary, but none was given: pass "
+                             f"vocabulary= (gin: {initializer}.vocabulary = %VOCABULARY, as gin/runs/train.gin and "
+                             "gin/models/t5_1_1_prompt.gin bind it).")
 
 
 def _tokenize(vocabulary, text: str) -> list:
   ids = vocabulary.encode(text)
   if not ids:
-    raise ValueError(f"{text!r} tokenizes to nothing; cannot initialize a prompt from it.")
+    raise errors.ConfigError(f"{text!r} tokenizes to nothing; cannot initialize a prompt from it.")
   return ids
 
 
@@ -62,7 +64,7 @@ def class_labels(labels: Sequence[str] = gin.REQUIRED, fallback: Optional[Prompt
 
   def init(rng, shape, embeddings):
     if len(labels) > shape[0]:
-      raise ValueError(f"{len(labels)} class labels do not fit a prompt of length {shape[0]}.")
+      raise errors.ConfigError(f"{len(labels)} class labels do not fit a prompt of length {shape[0]}.")
     rows = fallback(rng, shape, embeddings)
     for i, label in enumerate(labels):
       rows = rows.at[i].set(jnp.asarray(embeddings)[np.array(_tokenize(vocabulary, label))].mean(0))
@@ -90,18 +92,18 @@ def from_file(path: str = gin.REQUIRED, key: str = "prompt/prompt") -> PromptIni
 
   def init(rng, shape, embeddings):
     del rng, embeddings
+    from prompt_tuning_jax import export  # pylint: disable=g-import-not-at-top
     if str(path).endswith(".npy"):
-      value = np.load(path)
+      value = export.load_npy(path)
     else:
-      from prompt_tuning_jax.export import load_export  # pylint: disable=g-import-not-at-top
-      tensors, _ = load_export(path)
+      tensors, _ = export.load_export(path)
       if key not in tensors:
-        raise ValueError(f"{path} has no tensor {key!r} (it has {sorted(tensors)}).")
+        raise errors.CheckpointError(f"{path} has no tensor {key!r} (it has {sorted(tensors)}).")
       value = tensors[key]
     if tuple(value.shape) != tuple(shape):
-      raise ValueError(f"prompt file {path} holds shape {tuple(value.shape)} but this backbone and "
-                       f"PROMPT_LENGTH need {tuple(shape)} [P, H]. Use a prompt trained for this backbone "
-                       "or set PROMPT_LENGTH to match.")
+      raise errors.CheckpointError(f"prompt file {path} holds shape {tuple(value.shape)} but this backbone and "
+                                   f"PROMPT_LENGTH need {tuple(shape)} [P, H]. Use a prompt trained for this "
+                                   "backbone or set PROMPT_LENGTH to match.")
     return jnp.asarray(value, jnp.float32)
 
   return init

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
 from prompt_tuning_jax.prompts.initializers import PromptInit, uniform
 
@@ -32,7 +33,7 @@ class InputPrompt(nn.Module):
   def __call__(self, word_embeddings: jax.Array) -> jax.Array:
     """word_embeddings: the backbone's table [V, H] (for vocabulary-based inits) -> [P, H]."""
     if self.position_policy not in POSITION_POLICIES:
-      raise ValueError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
+      raise errors.ConfigError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
     init = lambda rng, shape: self.initializer(rng, shape, jax.lax.stop_gradient(word_embeddings))
     return self.param("prompt", with_axes(init, "prompt_length", "prompt_embed"),
                       (self.length, word_embeddings.shape[-1]))

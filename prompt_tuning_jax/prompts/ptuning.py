@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
 
 POSITION_POLICIES = ("after_prompt", "from_zero")
@@ -79,13 +80,13 @@ class PTuningEncoder(nn.Module):
   def __call__(self, word_embeddings: jax.Array) -> jax.Array:
     """word_embeddings: the backbone's table [V, H] (only H is read) -> [P, H]."""
     if self.position_policy not in POSITION_POLICIES:
-      raise ValueError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
+      raise errors.ConfigError(f"Unknown position_policy {self.position_policy!r}; use one of {POSITION_POLICIES}.")
     if self.encoder not in ENCODERS:
-      raise ValueError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}.")
+      raise errors.ConfigError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}.")
     check_template(self.template, self.length)
     hidden = word_embeddings.shape[-1]
     if self.encoder == "lstm" and hidden % 2:
-      raise ValueError(f"The LSTM encoder needs an even hidden size (H//2 per direction); got H={hidden}.")
+      raise errors.ConfigError(f"The LSTM encoder needs an even hidden size (H//2 per direction); got H={hidden}.")
     x = self.param("embedding", with_axes(nn.initializers.normal(1.0), "prompt_length", "prompt_embed"),
                    (self.length, hidden))
     if self.encoder == "lstm":
@@ -101,9 +102,10 @@ class PTuningEncoder(nn.Module):
 def check_template(template: Sequence[int], length: int) -> Tuple[int, int, int]:
   """Validates a template against P and returns it as three counts (c0, c1, c2)."""
   if len(template) not in (2, 3) or any(int(c) < 0 for c in template):
-    raise ValueError(f"template {tuple(template)} must be 2 or 3 non-negative counts.")
+    raise errors.ConfigError(f"template {tuple(template)} must be 2 or 3 non-negative counts.")
   if sum(template) != length:
-    raise ValueError(f"template {tuple(template)} sums to {sum(template)}, but the prompt length is {length}.")
+    raise errors.ConfigError(f"template {tuple(template)} sums to {sum(template)}, but the prompt length is "
+                             f"{length}.")
   return tuple(int(c) for c in template) + (0,) * (3 - len(template))
 
 

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import gin
 import optax
 
-from prompt_tuning_jax import tasks, trainable
+from prompt_tuning_jax import errors, tasks, trainable
 from prompt_tuning_jax.tasks import families
 from prompt_tuning_jax.data import vocabularies
 from prompt_tuning_jax.models.bert import check_position_table
@@ -32,8 +32,9 @@ def head_kind(infos: Dict[str, tasks.TaskInfo]) -> str:
   """The head kind every task of a mixture shares, or an error naming the tasks' families."""
   kinds = {families.HEAD_KIND[info.family] for info in infos.values()}
   if len(kinds) > 1:
-    raise ValueError("a mixture's tasks must share a head kind (classification and multiple choice can mix), but "
-                     f"these are {sorted({name: info.family for name, info in infos.items()}.items())}.")
+    families_of = sorted({name: info.family for name, info in infos.items()}.items())
+    raise errors.ConfigError("a mixture's tasks must share a head kind (classification and multiple choice can "
+                             f"mix), but these are {families_of}.")
   return kinds.pop()
 
 
@@ -50,14 +51,15 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict
   num_labels = max(families.head_outputs(info.family, info.label_names) for info in infos.values())
   model = model_cls(config=config, num_labels=num_labels).clone(head_kind=kind)
   if multitask_prompt not in MULTITASK_PROMPTS:
-    raise ValueError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
+    raise errors.ConfigError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
   if ensemble_size < 1:
-    raise ValueError(f"ENSEMBLE_SIZE must be >= 1, got {ensemble_size}.")
+    raise errors.ConfigError(f"ENSEMBLE_SIZE must be >= 1, got {ensemble_size}.")
   if num_tasks > 1 and ensemble_size > 1:
-    raise ValueError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} tasks.")
+    raise errors.ConfigError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} "
+                             "tasks.")
   if ensemble_size > 1 and kind != "sequence":
-    raise ValueError(f"ensembles combine class probabilities: they need a classification or multiple-choice task, "
-                     f"not {next(iter(infos.values())).family}.")
+    raise errors.ConfigError(f"ensembles combine class probabilities: they need a classification or multiple-choice "
+                             f"task, not {next(iter(infos.values())).family}.")
   members = max(num_tasks, ensemble_size)
   if members == 1:
     return model
@@ -65,9 +67,9 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict
   if ensemble_size > 1 or multitask_prompt == "per_task":
     if not isinstance(prompt, (DeepPrompt, InputPrompt)):
       what = "an ensemble" if ensemble_size > 1 else "multitask_prompt='per_task'"
-      raise ValueError(f"{what} needs a bank of deep or input prompts, but the method's prompt is "
-                       f"{type(prompt).__name__ if prompt is not None else 'None'}; use gin/methods/deep_prompt.gin, "
-                       "prefix_tuning.gin or lester.gin.")
+      raise errors.ConfigError(f"{what} needs a bank of deep or input prompts, but the method's prompt is "
+                               f"{type(prompt).__name__ if prompt is not None else 'None'}; use "
+                               "gin/methods/deep_prompt.gin, prefix_tuning.gin or lester.gin.")
     prompt = PromptBank(prompt, members)
   per_task_heads = ensemble_size > 1 or families.PER_TASK_HEADS[next(iter(infos.values())).family]
   return model.clone(prompt=prompt, num_heads=members if per_task_heads else 1)
@@ -87,20 +89,22 @@ def split_tasks(names: Sequence[str], train_split: str, eval_split: str, shared:
   splits = {name: tasks.info(name).source.splits for name in names}
   trained = [name for name in names if train_split in splits[name]]
   if not trained:
-    raise ValueError(f"no task of {list(names)} has a {train_split!r} split ({splits}); evaluation-only tasks "
-                     "(e.g. axb, axg) are evaluated with train.eval_task_name after training on another task.")
+    raise errors.ConfigError(f"no task of {list(names)} has a {train_split!r} split ({splits}); evaluation-only "
+                             "tasks (e.g. axb, axg) are evaluated with train.eval_task_name after training on another "
+                             "task.")
   evaluated = [name for name in names if eval_split in splits[name]]
   if eval_task_name is not None:
     evaluated = list(tasks.task_names(eval_task_name))
     missing = [name for name in evaluated if eval_split not in tasks.info(name).source.splits]
     if missing:
-      raise ValueError(f"{missing} have no {eval_split!r} split; set train.eval_split.")
+      raise errors.ConfigError(f"{missing} have no {eval_split!r} split; set train.eval_split.")
   if not evaluated:
-    raise ValueError(f"no task of {list(names)} has a {eval_split!r} split ({splits}).")
+    raise errors.ConfigError(f"no task of {list(names)} has a {eval_split!r} split ({splits}).")
   untrained = [name for name in evaluated if name not in trained]
   if untrained and not shared:
-    raise ValueError(f"{untrained} would be evaluated with a prompt or head no training example reaches; "
-                     "evaluation-only tasks need one shared prompt and head (a single training task, or QA tasks).")
+    raise errors.ConfigError(f"{untrained} would be evaluated with a prompt or head no training example reaches; "
+                             "evaluation-only tasks need one shared prompt and head (a single training task, or QA "
+                             "tasks).")
   return trained, evaluated
 
 
@@ -153,6 +157,7 @@ def train(model_dir: str = gin.REQUIRED,
   """
   options = fit.FitOptions.pick(locals())
   run = fit.start(model_dir, batch_size, use_hardware_rng)
+  fit.check_feature_lengths(feature_lengths, ("inputs",))
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
   infos = {name: tasks.info(name) for name in names}

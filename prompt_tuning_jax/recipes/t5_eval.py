@@ -19,7 +19,7 @@ import gin
 import jax
 import numpy as np
 
-from prompt_tuning_jax import export, trainable
+from prompt_tuning_jax import errors, export, trainable
 from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
@@ -33,21 +33,23 @@ def load_prompt_file(params, path):
   """`params` with every prompt tensor taken from `path` (.safetensors export or .npy input prompt)."""
   path = Path(path).expanduser()
   if not path.exists():
-    raise FileNotFoundError(f"PROMPT_FILE {path} does not exist.")
+    raise errors.MissingFileError(f"PROMPT_FILE {path} does not exist.")
   flat = trainable.flatten(params)
   wanted = sorted(k for k in flat if trainable.is_trainable(k, PROMPT_PATTERNS))
   if not wanted:
-    raise ValueError("the gin model has no prompt to load PROMPT_FILE into; use a gin/models/*_prompt.gin file.")
+    raise errors.ConfigError("the gin model has no prompt to load PROMPT_FILE into; use a gin/models/*_prompt.gin "
+                             "file.")
   if path.suffix == ".npy":
-    value = np.load(path)
+    value = export.load_npy(path)
     if wanted != ["prompt/prompt"] or value.shape != flat["prompt/prompt"].shape:
-      raise ValueError(f"{path} holds an array of shape {value.shape}; the model's prompt is "
-                       f"{[(k, tuple(flat[k].shape)) for k in wanted]} (set PROMPT_LENGTH to match).")
+      raise errors.CheckpointError(f"{path} holds an array of shape {value.shape}; the model's prompt is "
+                                   f"{[(k, tuple(flat[k].shape)) for k in wanted]} (set PROMPT_LENGTH to match).")
     return trainable.unflatten({**flat, "prompt/prompt": value.astype(np.float32)})
   tensors, _ = export.load_export(path)
   if sorted(k for k in tensors if trainable.is_trainable(k, PROMPT_PATTERNS)) != wanted:
-    raise ValueError(f"{path} holds prompt tensors {sorted(tensors)} but the model needs {wanted}; configure the "
-                     "prompt as in the run that exported it (exports store deep prompts collapsed).")
+    raise errors.CheckpointError(f"{path} holds prompt tensors {sorted(tensors)} but the model needs {wanted}; "
+                                 "configure the prompt as in the run that exported it (exports store deep prompts "
+                                 "collapsed).")
   return export.restore_matching(params, path, PROMPT_PATTERNS)
 
 
@@ -129,7 +131,7 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
   """Decodes the inputs of `split` of `task_name`, or of `input_file` (one text per line, used
   as is: include any task prefix), to predictions.jsonl (idx, inputs, prediction). Returns the count."""
   if (task_name is None) == (input_file is None):
-    raise ValueError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
+    raise errors.ConfigError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
                                               sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
                                               rank=False)

@@ -15,8 +15,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import gin
 import optax
 import seqio
+from google.protobuf import message as protobuf_message
 
-from prompt_tuning_jax import tasks
+from prompt_tuning_jax import errors, tasks
 from prompt_tuning_jax.data import vocabularies
 from prompt_tuning_jax.models import t5x_checkpoint
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel, TextBatcher
@@ -31,8 +32,17 @@ PROMPT_PATTERNS = (r"prompt/.*",)
 def configure(sentencepiece_model: Optional[str], extra_ids: int) -> seqio.Vocabulary:
   """The run's T5 vocabulary: SentencePiece model SENTENCEPIECE_MODEL (None = t5's default) with extra ids."""
   if sentencepiece_model and "://" not in str(sentencepiece_model) and not Path(sentencepiece_model).exists():
-    raise FileNotFoundError(f"SentencePiece model {sentencepiece_model} does not exist (SENTENCEPIECE_MODEL).")
+    raise errors.MissingFileError(f"SentencePiece model {sentencepiece_model} does not exist (SENTENCEPIECE_MODEL).")
   return vocabularies.sentencepiece_vocabulary(sentencepiece_model, extra_ids)
+
+
+def _vocab_size(vocabulary: seqio.Vocabulary) -> int:
+  """The vocabulary's ids; loading a file that is not a SentencePiece model is the user's error."""
+  try:
+    return vocabulary.vocab_size
+  except protobuf_message.DecodeError as e:  # What sentencepiece raises for a file that is not a model.
+    raise errors.ConfigError(f"SentencePiece model {vocabulary.sentencepiece_model_file} cannot be read ({e}); "
+                             "point SENTENCEPIECE_MODEL at a .model file.") from e
 
 
 def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
@@ -42,18 +52,19 @@ def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
                                  f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}. Set MIXTURE_OR_TASK_NAME to one.")
   task = tasks.get_task(task_name)
   if not {"inputs", "targets"} <= set(task.output_features):
-    raise ValueError(f"task {task_name!r} is not text-to-text (it has features {sorted(task.output_features)}); "
-                     f"T5 tasks: {', '.join(sorted(text_to_text.TARGET_STRINGS))}.")
+    raise tasks.UnknownTaskError(f"task {task_name!r} is not text-to-text (it has features "
+                                 f"{sorted(task.output_features)}); T5 tasks: "
+                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}.")
   return text_to_text.TARGET_STRINGS.get(task_name)
 
 
 def check_vocabulary(model: PromptedT5, vocabulary: seqio.Vocabulary) -> None:
   """The run's SentencePiece ids (extra ids included) must fit the model's embedding; T5 pads
   its vocabulary to a multiple of 128, so fewer ids than rows is normal."""
-  if vocabulary.vocab_size > model.config.vocab_size:
-    raise ValueError(f"the SentencePiece vocabulary {vocabulary.sentencepiece_model_file} has "
-                     f"{vocabulary.vocab_size} ids (with extra ids) but the model's embedding has "
-                     f"{model.config.vocab_size} rows.")
+  if _vocab_size(vocabulary) > model.config.vocab_size:
+    raise errors.ConfigError(f"the SentencePiece vocabulary {vocabulary.sentencepiece_model_file} has "
+                             f"{vocabulary.vocab_size} ids (with extra ids) but the model's embedding has "
+                             f"{model.config.vocab_size} rows.")
 
 
 def load_backbone(model: PromptedT5, checkpoint_path, seed: int, assignment_map: t5x_checkpoint.AssignmentMap = (),
@@ -70,6 +81,7 @@ def contract_model(model: PromptedT5, vocabulary: seqio.Vocabulary, feature_leng
                    **loss_settings) -> EncoderDecoderModel:
   """The configured PromptedT5 under the model contract: its tasks read DATA_DIR and tokenize with the
   run's vocabulary, and it decodes to the vocabulary's strings."""
+  fit.check_feature_lengths(feature_lengths, ("inputs", "targets"))
   return EncoderDecoderModel(model, vocabulary, int(feature_lengths["targets"]), beam_size,
                              target_strings=target_strings, batcher=TextBatcher(feature_lengths, data_dir, vocabulary),
                              metadata={"sentencepiece_model": vocabulary.sentencepiece_model_file}, **loss_settings)

@@ -12,14 +12,15 @@ from typing import Optional, Tuple
 
 import seqio
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks import classification, mixtures, registry
 from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (T5 tasks)
 from prompt_tuning_jax.tasks.registry import INFO, LABEL_NAMES, TaskInfo
 from prompt_tuning_jax.tasks.sources import DataError, resolve_data_dir
 
 
-class UnknownTaskError(ValueError):
-  pass
+class UnknownTaskError(errors.ConfigError):
+  """MIXTURE_OR_TASK_NAME (or a task name given elsewhere) names no registered task of the right kind."""
 
 
 def _unknown(name: str) -> UnknownTaskError:
@@ -55,8 +56,8 @@ def get_task(name: str, *, data_dir=None, vocabulary: Optional[seqio.Vocabulary]
   if name not in seqio.TaskRegistry.names():
     raise _unknown(name)
   if data_dir is not None or vocabulary is not None:
-    raise ValueError(f"task {name!r} was registered with seqio elsewhere; it cannot be rebuilt for another "
-                     "data_dir or vocabulary.")
+    raise errors.ConfigError(f"task {name!r} was registered with seqio elsewhere; it cannot be rebuilt for another "
+                             "data_dir or vocabulary.")
   return seqio.get_mixture_or_task(name)
 
 

@@ -20,7 +20,7 @@ import seqio  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-from prompt_tuning_jax import tasks
+from prompt_tuning_jax import errors, tasks
 from prompt_tuning_jax.tasks import families  # pylint: disable=g-import-not-at-top
 from prompt_tuning_jax.tasks import mixtures  # pylint: disable=g-import-not-at-top
 from prompt_tuning_jax.tasks.labels import IGNORE_LABEL  # pylint: disable=g-import-not-at-top
@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   try:
     print(list_tasks() if args.list else show(args.show, args.split, args.data_dir, args.max_length))
-  except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
+  except (errors.UserError, tf.errors.OpError) as e:  # Bad input; anything else is a bug and keeps its traceback.
     message = e.message if isinstance(e, tf.errors.OpError) else str(e)
     print(f"error: {message.strip().splitlines()[-1] if message.strip() else type(e).__name__}", file=sys.stderr)
     return 2

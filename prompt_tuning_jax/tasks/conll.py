@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks.labels import IGNORE_LABEL, first_subword_label_weights
 from prompt_tuning_jax.tasks.sources import DataError, _open_text  # pylint: disable=protected-access
 
@@ -45,7 +46,7 @@ def read_conll(path: Path, file_format: str = "generic",
     DataError: naming file:line, on a line with the wrong number of columns or a tag outside the label set.
   """
   if file_format not in FORMATS:
-    raise ValueError(f"unknown CoNLL format {file_format!r}; known: {list(FORMATS)}.")
+    raise errors.ConfigError(f"unknown CoNLL format {file_format!r}; known: {list(FORMATS)}.")
   columns, layout, default_labels = FORMATS[file_format]
   allowed = frozenset(label_names if label_names is not None else default_labels or ())
   sentences, tokens, tags = [], [], []

@@ -15,6 +15,8 @@ a mixture's tasks must share a head kind. Decoding and metrics per family live i
 
 from typing import Sequence
 
+from prompt_tuning_jax import errors
+
 CLASSIFICATION = "classification"
 MULTIPLE_CHOICE = "multiple_choice"
 TOKEN_CLASSIFICATION = "token_classification"
@@ -33,5 +35,5 @@ PER_TASK_HEADS = {CLASSIFICATION: True, MULTIPLE_CHOICE: True, TOKEN_CLASSIFICAT
 def head_outputs(family: str, label_names: Sequence[str]) -> int:
   """C, the head's outputs per [CLS] or token: the classes or tags; 1 per choice; 2 (start, end) for spans."""
   if family not in FAMILIES:
-    raise ValueError(f"unknown task family {family!r}; use one of {FAMILIES}.")
+    raise errors.ConfigError(f"unknown task family {family!r}; use one of {FAMILIES}.")
   return {MULTIPLE_CHOICE: 1, SPAN_EXTRACTION: 2}.get(family, len(label_names))

@@ -20,6 +20,8 @@ from typing import Dict, Hashable, List, Mapping, Sequence, Set, Tuple
 
 import numpy as np
 
+from prompt_tuning_jax import errors
+
 
 def accuracy(targets: Sequence[int], predictions: Sequence[int]) -> Dict[str, float]:
   targets, predictions = np.asarray(targets), np.asarray(predictions)
@@ -120,7 +122,7 @@ def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> Dict[
   _same_length("squad", targets, predictions)
   for i, golds in enumerate(targets):
     if not golds:
-      raise ValueError(f"squad: question {i} has no gold answer; score SQuAD 2.0 with squad_v2.")
+      raise errors.DataError(f"squad: question {i} has no gold answer; score SQuAD 2.0 with squad_v2.")
   em = sum(max(_exact(g, p) for g in golds) for golds, p in zip(targets, predictions))
   f1 = sum(max(_token_f1(g, p) for g in golds) for golds, p in zip(targets, predictions))
   return {"em": 100.0 * em / len(targets), "f1": 100.0 * f1 / len(targets)}

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks import wordpieces
 from prompt_tuning_jax.tasks.labels import best_spans
 from prompt_tuning_jax.tasks.sources import DataError, _open_text, read_jsonl  # pylint: disable=protected-access
@@ -152,7 +153,8 @@ def windows(num_tokens: int, budget: int, stride: int) -> List[Tuple[int, int]]:
   """[start, stop) context-token ranges: `budget` tokens each, `stride` shared by neighbours, as the tokenizers
   library's overflow (starts 0, budget - stride, ...; the last window reaches num_tokens)."""
   if budget <= stride:
-    raise ValueError(f"a window of {budget} context tokens cannot overlap its neighbour by stride={stride}.")
+    raise errors.ConfigError(f"a window of {budget} context tokens cannot overlap its neighbour by "
+                             f"stride={stride}.")
   spans, start = [], 0
   while True:
     stop = min(start + budget, num_tokens)

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import seqio
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks import families
 from prompt_tuning_jax.tasks.sources import SHIPPED_DATA_DIR, TfdsOrFiles
 from prompt_tuning_jax.data.vocabularies import wordpiece_vocabulary
@@ -97,7 +98,7 @@ def register(name: str, source: TfdsOrFiles, preprocessors: Sequence[Callable], 
              **info) -> None:
   """Adds encoder task `name` (tokenized with a WordPiece vocabulary) and its TaskInfo."""
   if family not in families.FAMILIES:
-    raise ValueError(f"task {name!r}: unknown family {family!r}; use one of {families.FAMILIES}.")
+    raise errors.ConfigError(f"task {name!r}: unknown family {family!r}; use one of {families.FAMILIES}.")
   INFO[name] = TaskInfo(family, tuple(label_names), metric, source, **info)
   LABEL_NAMES[name] = tuple(label_names)
   add(TaskSpec(name, source, tuple(preprocessors), features, tuple(metric_fns), wordpiece_vocabulary))

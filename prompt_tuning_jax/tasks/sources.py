@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -24,7 +25,8 @@ from prompt_tuning_jax.tasks.splits import sliceable
 # The data the project ships for its demo, in the same layout as ../shared/data.
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
 
-
+# What reading a data file's bytes raises when it is not UTF-8, not gzip, truncated or not readable.
+_UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, PermissionError, IsADirectoryError)
 
 
 def _open_text(path: Path):
@@ -167,7 +169,10 @@ class TfdsOrFiles:
       if self.tfds_name is None:
         raise
       raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
-    rows = _flatten(self.to_features(item, path) for item in self.readers.get(split, self.reader)(path))
+    try:
+      rows = _flatten(self.to_features(item, path) for item in self.readers.get(split, self.reader)(path))
+    except _UNREADABLE as e:  # The file's bytes, not a row, are at fault.
+      raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e}); check the file and DATA_DIR.") from e
     if not rows:
       raise DataError(f"{path}: split {split!r} has no examples (no data lines); check the file and DATA_DIR.")
     return rows
@@ -175,9 +180,14 @@ class TfdsOrFiles:
   def tfds_rows(self, split: str) -> List[dict]:
     """The rows of `split` from the prepared TFDS data set."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    ds = tfds.load(self.tfds_name, split=self.tfds_splits.get(split, split), shuffle_files=False, download=False)
+    try:
+      ds = tfds.load(self.tfds_name, split=self.tfds_splits.get(split, split), shuffle_files=False, download=False)
+      examples = [host_value(ex) for ex in tfds.as_numpy(ds)]
+    except (ValueError, OSError, tf.errors.OpError) as e:  # TFDS's and tf.data's errors for a bad prepared copy.
+      raise DataError(f"TFDS {self.tfds_name} under {tfds_root()} cannot be read for split {split!r} "
+                      f"({type(e).__name__}: {str(e)[:300]}).") from e
     convert = self.from_tfds or (lambda ex: {k: ex[k] for k in self.feature_types})
-    return _flatten(convert(host_value(ex)) for ex in tfds.as_numpy(ds))
+    return _flatten(convert(ex) for ex in examples)
 
   def rows(self, split: str) -> List[dict]:
     if split not in self.files:

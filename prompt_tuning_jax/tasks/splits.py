@@ -21,6 +21,8 @@ the named split.
 import re
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+from prompt_tuning_jax import errors
+
 _SLICED = re.compile(r"(?P<base>[^\[\]]+)\[(?P<spec>[^\[\]]*)\]")
 _BOUND = re.compile(r"\s*(?P<value>-?\d+)\s*(?P<percent>%?)\s*")
 
@@ -41,20 +43,20 @@ def _bound(text: str, name: str) -> Optional[Tuple[int, bool]]:
     return None
   m = _BOUND.fullmatch(text)
   if m is None or (m.group("percent") and not -100 <= int(m.group("value")) <= 100):
-    raise ValueError(f"split {name!r}: bad slice bound {text!r}; use an integer or a percentage -100%..100%, e.g. "
-                     "'train[:-1000]', 'train[90%:]'.")
+    raise errors.ConfigError(f"split {name!r}: bad slice bound {text!r}; use an integer or a percentage "
+                             "-100%..100%, e.g. 'train[:-1000]', 'train[90%:]'.")
   return int(m.group("value")), bool(m.group("percent"))
 
 
 def parse(name: str) -> Tuple[str, Optional[SplitSlice]]:
   """'train[:-1000]' -> ('train', its SplitSlice); 'train' -> ('train', None). A malformed slice raises
-  ValueError naming the syntax."""
+  errors.ConfigError naming the syntax."""
   if "[" not in name and "]" not in name:
     return name, None
   m = _SLICED.fullmatch(name)
   if m is None or m.group("spec").count(":") != 1:
-    raise ValueError(f"split {name!r}: a slice is 'split[start:stop]', e.g. 'train[:-1000]', 'train[-1000:]', "
-                     "'train[:90%]'.")
+    raise errors.ConfigError(f"split {name!r}: a slice is 'split[start:stop]', e.g. 'train[:-1000]', "
+                             "'train[-1000:]', 'train[:90%]'.")
   start, stop = m.group("spec").split(":")
   return m.group("base"), SplitSlice(_bound(start, name), _bound(stop, name))
 

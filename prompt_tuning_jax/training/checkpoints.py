@@ -23,10 +23,11 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.training.steps import TrainState
 
 
-class UnreadableCheckpointError(ValueError):
+class UnreadableCheckpointError(errors.CheckpointError):
   """The latest checkpoint exists but cannot be restored."""
 
 

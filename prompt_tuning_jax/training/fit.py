@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax import export, trainable
+from prompt_tuning_jax import errors, export, trainable
 from prompt_tuning_jax.training import loop, partitioning
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, format_duration
@@ -37,8 +37,18 @@ def prepare_model_dir(model_dir) -> Path:
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
-    raise OSError(f"MODEL_DIR {path} is not writable ({e.strerror}). Choose another --gin.MODEL_DIR.") from e
+    raise errors.NotWritableError(f"MODEL_DIR {path} is not writable ({e.strerror}). Choose another "
+                                  "--gin.MODEL_DIR.") from e
   return path
+
+
+def check_feature_lengths(feature_lengths, keys: Sequence[str]) -> None:
+  """TASK_FEATURE_LENGTHS must give every feature the trainer pads to."""
+  missing = [k for k in keys if k not in feature_lengths]
+  if missing:
+    wanted = ", ".join(f"'{k}': N" for k in keys)
+    raise errors.ConfigError(f"TASK_FEATURE_LENGTHS {dict(feature_lengths)} has no length for {missing}; set it "
+                             f"to {{{wanted}}}.")
 
 
 @dataclasses.dataclass

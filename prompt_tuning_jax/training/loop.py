@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, Progress
 from prompt_tuning_jax.training.steps import nonfinite_counts
@@ -39,11 +40,11 @@ def use_hardware_rng(enabled: bool) -> None:
   jax.config.update("jax_default_prng_impl", "unsafe_rbg" if enabled else "threefry2x32")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.TrainingError):
   """Training produced a NaN or infinite loss; nothing after the last good step was saved."""
 
 
-class DataPositionMismatchError(ValueError):
+class DataPositionMismatchError(errors.CheckpointError):
   """The checkpoint to resume was written over a different batch order (seed, batch size or examples)."""
 
 

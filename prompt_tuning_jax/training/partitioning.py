@@ -19,6 +19,7 @@ import seqio
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import LOGICAL_AXIS_RULES
 
 MESH_AXES = ("data", "model")
@@ -30,11 +31,11 @@ def make_mesh(num_partitions: int = 1, mesh_shape: Optional[Tuple[int, int]] = N
   devices = list(jax.devices() if devices is None else devices)
   if mesh_shape is None:
     if num_partitions < 1 or len(devices) % num_partitions:
-      raise ValueError(f"{len(devices)} devices cannot be split into {num_partitions} model partitions.")
+      raise errors.ConfigError(f"{len(devices)} devices cannot be split into {num_partitions} model partitions.")
     mesh_shape = (len(devices) // num_partitions, num_partitions)
   if int(np.prod(mesh_shape)) != len(devices):
-    raise ValueError(f"mesh shape {tuple(mesh_shape)} needs {int(np.prod(mesh_shape))} devices; there are "
-                     f"{len(devices)}.")
+    raise errors.ConfigError(f"mesh shape {tuple(mesh_shape)} needs {int(np.prod(mesh_shape))} devices; there are "
+                             f"{len(devices)}.")
   return Mesh(np.asarray(devices).reshape(mesh_shape), MESH_AXES)
 
 
@@ -65,8 +66,8 @@ def param_shardings(axes_tree, mesh: Mesh, rules=LOGICAL_AXIS_RULES):
 def batch_sharding(mesh: Mesh, global_batch_size: int) -> NamedSharding:
   """Batch arrays split over 'data' on their first axis; checks divisibility."""
   if global_batch_size % mesh.shape["data"]:
-    raise ValueError(f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel size "
-                     f"{mesh.shape['data']} (mesh {dict(mesh.shape)}); choose a multiple of it.")
+    raise errors.ConfigError(f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel size "
+                             f"{mesh.shape['data']} (mesh {dict(mesh.shape)}); choose a multiple of it.")
   return NamedSharding(mesh, PartitionSpec("data"))
 
 

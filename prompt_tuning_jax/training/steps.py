@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.base import BaseModel
 from prompt_tuning_jax.trainable import merge_params
 
@@ -52,7 +53,8 @@ def skip_nonfinite(tx: optax.GradientTransformation, max_consecutive: Optional[i
   if max_consecutive is None:
     return tx
   if max_consecutive < 1:
-    raise ValueError(f"max_consecutive_nonfinite must be >= 1 to skip non-finite updates, got {max_consecutive}.")
+    raise errors.ConfigError(f"max_consecutive_nonfinite must be >= 1 to skip non-finite updates, got "
+                             f"{max_consecutive}.")
   return optax.apply_if_finite(tx, max_consecutive_errors=max_consecutive)
 
 
