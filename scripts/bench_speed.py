@@ -55,18 +55,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from prompt_tuning_jax import tasks, trainable
-from prompt_tuning_jax.training import loop
-from prompt_tuning_jax.recipes import encoder
-from prompt_tuning_jax import cli
+from prompt_tuning_jax import cli, tasks, trainable
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.decoding import greedy_decode
+from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.models.t5 import T5Config
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder
-from prompt_tuning_jax.models.encoder_model import EncoderModel
+from prompt_tuning_jax.recipes import encoder
+from prompt_tuning_jax.training import loop
 from prompt_tuning_jax.training.steps import TrainState, make_eval_step, make_train_step
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
