@@ -17,6 +17,7 @@ from prompt_tuning_jax.models.encoder_model import EncoderModel
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.prompts.deep import DeepPrompt
+from prompt_tuning_jax.prompts.input import InputPrompt
 
 BERT = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
                   max_position_embeddings=24)
@@ -32,7 +33,7 @@ def encoder():
 @pytest.fixture(scope="module")
 def t5():
   config, backbone = load_t5(GOLDENS / "t5_tiny")
-  model = EncoderDecoderModel(PromptedT5(config, DeepPrompt(length=2)), max_decode_length=4)
+  model = EncoderDecoderModel(PromptedT5(config, InputPrompt(length=2)), max_decode_length=4)
   return model, model.init_params(jax.random.key(0), backbone, T5_SHAPES), model.get_initial_variables(
       jax.random.key(0), T5_SHAPES)
 
