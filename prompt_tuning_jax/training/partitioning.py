@@ -16,7 +16,6 @@ import gin
 import jax
 import numpy as np
 import seqio
-from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from prompt_tuning_jax import errors
@@ -90,12 +89,6 @@ def initialize_distributed(force: bool = False) -> None:
                                                       ("process_id", "JAX_PROCESS_ID")) if var in os.environ}
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over TCP (tests, CPU pods).
   jax.distributed.initialize(**env)
-
-
-def param_axes(model: nn.Module, *dummy_inputs, **model_kwargs) -> Dict[str, PartitionSpec]:
-  """'path/to/param' -> its logical PartitionSpec, from an abstract (no FLOPs, no memory) init of `model`."""
-  boxed = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs, **model_kwargs), jax.random.key(0))["params"]
-  return traverse_util.flatten_dict(nn.get_partition_spec(boxed), sep="/")
 
 
 class CompiledByInputShape:
