@@ -46,8 +46,8 @@ class BaseModel(abc.ABC):
 
   FEATURE_CONVERTER_CLS: Optional[type] = None
 
-  def __init__(self, module: nn.Module):
-    self.module = module
+  def __init__(self, module: nn.Module, batcher=None):
+    self.module, self._batcher = module, batcher
 
   # How the module is called: subclasses map batches onto its arguments.
 
@@ -109,9 +109,12 @@ class BaseModel(abc.ABC):
   # Evaluation and export.
 
   @property
-  @abc.abstractmethod
   def batcher(self):
     """The model's batching (models' batchers: `load`, `train_batches`, `eval_batches`, `input_shapes`)."""
+    if self._batcher is None:
+      raise ValueError(f"this {type(self).__name__} was built without a batcher; pass one (EncoderBatcher, "
+                       "TextBatcher) to train or evaluate it.")
+    return self._batcher
 
   @abc.abstractmethod
   def eval_batch(self, params, batch: Batch) -> Dict[str, jax.Array]:

@@ -101,19 +101,13 @@ class EncoderDecoderModel(BaseModel):
                loss_normalizing_factor: Union[None, float, str] = None,
                target_strings: Optional[Sequence[str]] = None, batcher: Optional[TextBatcher] = None,
                metadata: Optional[Dict[str, Any]] = None):
-    super().__init__(module)
+    super().__init__(module, batcher)
     self.vocabulary, self.max_decode_length, self.beam_size = vocabulary, max_decode_length, beam_size
     self.z_loss, self.loss_normalizing_factor = z_loss, loss_normalizing_factor
     self.target_strings = tuple(target_strings) if target_strings else None
-    self._batcher, self._metadata = batcher, dict(metadata or {})
+    self._metadata = dict(metadata or {})
     self._candidates = (text_batching.candidate_arrays(vocabulary, self.target_strings, max_decode_length)
                         if self.target_strings else None)
-
-  @property
-  def batcher(self) -> TextBatcher:
-    if self._batcher is None:
-      raise ValueError("this EncoderDecoderModel was built without a batcher; pass TextBatcher(feature_lengths).")
-    return self._batcher
 
   def init_arguments(self, input_shapes: InputShapes):
     encoder = jnp.ones(tuple(input_shapes["encoder_input_tokens"]), jnp.int32)

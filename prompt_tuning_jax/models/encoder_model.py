@@ -94,15 +94,8 @@ class EncoderModel(BaseModel):
   """An EncoderClassifier under the model contract; `ensemble_size` K members see every example."""
 
   def __init__(self, module: EncoderClassifier, ensemble_size: int = 1, batcher: Optional[EncoderBatcher] = None):
-    super().__init__(module)
+    super().__init__(module, batcher)
     self.ensemble_size = ensemble_size
-    self._batcher = batcher
-
-  @property
-  def batcher(self) -> EncoderBatcher:
-    if self._batcher is None:
-      raise ValueError("this EncoderModel was built without a batcher; pass EncoderBatcher(max_length).")
-    return self._batcher
 
   def init_arguments(self, input_shapes: InputShapes):
     dummy = jnp.zeros(tuple(input_shapes["input_ids"]), jnp.int32)
