@@ -24,14 +24,21 @@ class TrainState(NamedTuple):
 
 
 @gin.configurable
+def linear_schedule(learning_rate: float, train_steps: int, warmup_steps: int = 0,
+                    end_value: float = 0.0) -> optax.Schedule:
+  """Linear warmup over `warmup_steps`, then linear decay to `end_value` at `train_steps`."""
+  if not warmup_steps:
+    return optax.linear_schedule(learning_rate, end_value, train_steps)
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
+       optax.linear_schedule(learning_rate, end_value, max(train_steps - warmup_steps, 1))],
+      [max(warmup_steps, 1)])
+
+
 def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
           weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
   """AdamW with linear warmup then linear decay to `end_value` (the P-Tuning v2 recipe)."""
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
-       optax.linear_schedule(learning_rate, end_value, max(train_steps - warmup_steps, 1))],
-      [max(warmup_steps, 1)]) if warmup_steps else optax.linear_schedule(learning_rate, end_value, train_steps)
-  return optax.adamw(schedule, weight_decay=weight_decay)
+  return optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value), weight_decay=weight_decay)
 
 
 @gin.configurable
