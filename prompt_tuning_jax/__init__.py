@@ -16,7 +16,8 @@ Layers (README's layout table; tests/test_layout.py checks the import rules):
   tasks/     seqio registrations, sources, preprocessors, metrics, scoring and label constants.
   training/  one `fit` for any model of the contract: steps, loop, evaluator, checkpoints, partitioning.
   recipes/   the gin entry points (train, train_seq2seq, evaluate_prompt, infer_prompt).
-  cli        t5x-style flags and gin; train, eval and infer are its `python -m` shims.
+  cli        t5x-style flags and gin; train, eval and infer are its `python -m` shims; convert_checkpoint
+             (Hugging Face -> T5X checkpoint) uses its one-line errors without gin.
 """
 
 __version__ = "0.1.0"

@@ -229,11 +229,17 @@ def native_logs_held_back():
       os.close(saved)
 
 
-def run_cli(entry: Callable[[], object], argv: Sequence[str] = None) -> int:
+def run_cli(entry: Callable[..., object], argv: Sequence[str] = None,
+            parse_flags: Optional[Callable[[Sequence[str]], object]] = None) -> int:
   """Parses t5x-style flags and gin, then calls `entry()`. A UserError (bad input) -> status 2 and one line;
-  anything else is a bug and propagates with its traceback."""
+  anything else is a bug and propagates with its traceback. A command without gin (convert_checkpoint) passes
+  `parse_flags`: it parses argv instead, `entry` gets its result, and neither TensorFlow nor gin is loaded."""
+  argv = sys.argv[1:] if argv is None else argv
   try:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if parse_flags is not None:
+      entry(parse_flags(argv))
+      return 0
+    args = parse_args(argv)
     with native_logs_held_back():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       tf.config.set_visible_devices([], "GPU")  # Accelerators belong to JAX; tf.data runs on the CPU.
