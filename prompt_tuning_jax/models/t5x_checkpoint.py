@@ -5,7 +5,7 @@ INITIAL_CHECKPOINT_PATH (training) and CHECKPOINT_PATH (eval, infer) may name
 - a Hugging Face T5 1.1 directory (config.json + model.safetensors), read by
   `t5_checkpoint.load_t5`; its config.json must describe the gin model's architecture;
 - a T5X checkpoint in the Orbax layout (`checkpoint_<step>/` holding `_METADATA` and
-  OCDBT data): only the parameters are read (Orbax partial restore), never the optimizer
+  OCDBT data, or, as current t5x writes, its item `checkpoint_<step>/state/`): only the parameters are read (Orbax partial restore), never the optimizer
   state;
 - a T5X checkpoint in the legacy layout (`checkpoint_<step>/checkpoint`, a msgpack tree
   whose large arrays are TensorStore specs of zarr directories beside it, with paths
@@ -162,9 +162,10 @@ def _read_legacy(step_dir: Path, names: Optional[Sequence[str]] = None) -> Dict[
 def _read_t5x(path: Path, names: Optional[Sequence[str]] = None) -> Tuple[Dict[str, np.ndarray], str]:
   """(flat parameters, the layout's name) of a T5X checkpoint in either layout."""
   step_dir = find_t5x_step_dir(path)
-  orbax = any((step_dir / marker).exists() for marker in _ORBAX_MARKERS)
+  item_dir = step_dir / "state" if (step_dir / "state" / "_METADATA").exists() else step_dir  # t5x's manager
+  orbax = any((item_dir / marker).exists() for marker in _ORBAX_MARKERS)
   try:
-    flat = _read_orbax(step_dir, names) if orbax else _read_legacy(step_dir, names)
+    flat = _read_orbax(item_dir, names) if orbax else _read_legacy(item_dir, names)
   except errors.UserError:
     raise
   except (ValueError, OSError, KeyError) as e:  # Orbax, msgpack and TensorStore on a truncated or corrupt checkpoint.

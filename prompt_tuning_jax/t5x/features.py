@@ -2,8 +2,9 @@
 
 `EncoderFeatureConverter` turns an encoder classification task's examples ('inputs' [T] word pieces,
 'token_type_ids' [T], 'label' []) into the batches our EncoderModel reads: input_ids, token_type_ids,
-attention_mask [T] padded to TASK_FEATURE_LENGTHS['inputs'], labels, task_ids and weights []. Unlabelled
-examples (inference) get label 0. Packing is refused: one example per row is what a [CLS] head reads.
+attention_mask [T] padded to TASK_FEATURE_LENGTHS['inputs'], and labels, task_ids and weights [1] (seqio checks
+a length of every model feature; `per_example` makes them [B] again). Unlabelled examples (inference) get
+label 0. Packing is refused: one example per row is what a [CLS] head reads.
 
 `backbone_config(backbone_dir)` and `num_labels(task_name)` give an EncoderClassifier its architecture (a
 Hugging Face directory's config.json; None: the packaged MiniLM) and head width, as our trainer derives them.
@@ -26,6 +27,7 @@ from prompt_tuning_jax.tasks import families, registry
 from prompt_tuning_jax.tasks.sources import resolve_data_dir
 
 _Spec = seqio.FeatureConverter.FeatureSpec
+PER_EXAMPLE = ("labels", "task_ids", "weights")
 
 
 class EncoderFeatureConverter(seqio.FeatureConverter):
@@ -36,9 +38,9 @@ class EncoderFeatureConverter(seqio.FeatureConverter):
       "input_ids": _Spec(dtype=tf.int32),
       "token_type_ids": _Spec(dtype=tf.int32),
       "attention_mask": _Spec(dtype=tf.int32),
-      "labels": _Spec(dtype=tf.int32, rank=0),
-      "task_ids": _Spec(dtype=tf.int32, rank=0),
-      "weights": _Spec(dtype=tf.float32, rank=0),
+      "labels": _Spec(dtype=tf.int32),
+      "task_ids": _Spec(dtype=tf.int32),
+      "weights": _Spec(dtype=tf.float32),
   }
   PACKING_FEATURE_DTYPES = {}
 
@@ -55,25 +57,30 @@ class EncoderFeatureConverter(seqio.FeatureConverter):
 
     def convert(ex):
       inputs = ex["inputs"][:length]
-      pad = [[0, length - tf.shape(inputs)[0]]]
+      padded = lambda x: tf.ensure_shape(tf.pad(x, [[0, length - tf.shape(x)[0]]]), [length])
       if "label" in ex and ex["label"].shape.rank != 0:
         raise errors.ConfigError("the t5x encoder path trains sequence classification (one label per example); "
                                  "train token, span and multiple-choice tasks with python -m prompt_tuning_jax.train.")
       types = ex["token_type_ids"][:length] if "token_type_ids" in ex else tf.zeros_like(inputs)
       return {
-          "input_ids": tf.pad(inputs, pad),
-          "token_type_ids": tf.pad(types, pad),
-          "attention_mask": tf.pad(tf.ones_like(inputs), pad),
-          "labels": tf.cast(ex.get("label", 0), tf.int32),
-          "task_ids": tf.constant(0, tf.int32),
-          "weights": tf.constant(1.0, tf.float32),
+          "input_ids": padded(inputs),
+          "token_type_ids": padded(types),
+          "attention_mask": padded(tf.ones_like(inputs)),
+          "labels": tf.reshape(tf.cast(ex.get("label", 0), tf.int32), [1]),
+          "task_ids": tf.zeros([1], tf.int32),
+          "weights": tf.ones([1], tf.float32),
       }
 
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
   def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
     length = task_feature_lengths["inputs"]
-    return {"input_ids": length, "token_type_ids": length, "attention_mask": length}
+    return {"input_ids": length, "token_type_ids": length, "attention_mask": length, **{k: 1 for k in PER_EXAMPLE}}
+
+
+def per_example(batch):
+  """A converted batch as our EncoderModel reads it: labels, task_ids and weights [B, 1] -> [B]."""
+  return {k: v[:, 0] if k in PER_EXAMPLE else v for k, v in batch.items()}
 
 
 def task(name: str, data_dir: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None) -> str:

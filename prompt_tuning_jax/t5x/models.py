@@ -100,12 +100,13 @@ class PromptEncoderModel(t5x_models.BaseModel):
     return flax.core.freeze(self.contract.get_initial_variables(rng, {"input_ids": input_shapes["input_ids"]}))
 
   def loss_fn(self, params, batch, dropout_rng: Optional[jax.Array]):
+    batch = features.per_example(batch)
     loss, stats = self.contract.loss_fn(stop_frozen_gradients(params, self.trainable_patterns), batch, dropout_rng)
     return loss, encoder_metrics(loss, stats, batch)
 
   def score_batch(self, params, batch, return_intermediates: bool = False):
     del return_intermediates
-    return self.contract.score_batch(params, batch)
+    return self.contract.score_batch(params, features.per_example(batch))
 
   def predict_batch_with_aux(self, params, batch, rng: Optional[jax.Array] = None):
-    return self.contract.predict_batch_with_aux(params, batch, rng)
+    return self.contract.predict_batch_with_aux(params, features.per_example(batch), rng)

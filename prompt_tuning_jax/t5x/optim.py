@@ -81,6 +81,8 @@ class TrainableOptax(optimizers.OptaxWrapper):
                                                           state.param_states, trained)
     updates = jax.tree.map(lambda d: -hyper_params.learning_rate * d, directions)  # optax's scale_by_learning_rate
     new_params = trainable.merge_params(optax.apply_updates(trained, updates), frozen)
+    if isinstance(params, flax.core.FrozenDict):  # The train state's type, which its sharding tree has.
+      new_params = flax.core.freeze(new_params)
     return new_params, optimizers.OptimizerState(step=state.step + 1, param_states=param_states)
 
   def derive_logical_axes(self, optimizer, param_logical_axes):
