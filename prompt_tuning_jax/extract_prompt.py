@@ -54,7 +54,11 @@ def extract(args: argparse.Namespace) -> str:
   from prompt_tuning_jax import errors, export, trainable
   from prompt_tuning_jax.models import t5x_checkpoint
   # pylint: enable=g-import-not-at-top
-  source = t5x_checkpoint.find_t5x_step_dir(Path(args.checkpoint).expanduser())
+  given = Path(args.checkpoint).expanduser()
+  if not given.exists():
+    raise errors.MissingFileError(f"--checkpoint {given} does not exist: give a t5x MODEL_DIR or one of its "
+                                  "checkpoint_<step> directories.")
+  source = t5x_checkpoint.find_t5x_step_dir(given)
   flat, _, layout = t5x_checkpoint.read_checkpoint(source)
   tensors = {k: v for k, v in flat.items() if trainable.is_trainable(k, args.patterns)}
   if not tensors:

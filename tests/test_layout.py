@@ -101,3 +101,20 @@ def test_no_function_is_longer_than_80_lines():
         long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} "
                     f"({node.end_lineno - node.lineno + 1} lines)")
   assert not long, long
+
+
+def _imports_t5x(path: Path) -> bool:
+  for node in ast.walk(ast.parse(path.read_text())):
+    names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+             [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+    if any(n == "t5x" or n.startswith("t5x.") for n in names):
+      return True
+  return False
+
+
+def test_only_the_t5x_adapter_imports_t5x(graph):
+  """t5x is optional: prompt_tuning_jax.t5x imports it and nothing else in the package imports either."""
+  importers = {module_name(p) for p in PACKAGE.rglob("*.py") if _imports_t5x(p)}
+  assert importers and all(_under(m, f"{NAME}.t5x") for m in importers), sorted(importers)
+  users = {m for m, deps in graph.items() if not _under(m, f"{NAME}.t5x") for d in deps if _under(d, f"{NAME}.t5x")}
+  assert not users, sorted(users)
