@@ -289,3 +289,18 @@ def test_t5x_encoder_run_changes_only_prompt_and_head(tmp_path):
   assert sorted(k for k in after if not k.startswith("backbone/")) == ["head/bias", "head/kernel", "prompt/prefix"]
   assert all(np.asarray(after[f"backbone/{k}"]).tobytes() == np.asarray(v).tobytes() for k, v in before.items())
   assert all(not np.array_equal(after[k], start[k]) for k in ("head/kernel", "prompt/prefix"))
+
+
+def test_t5x_class_label_prompt_reads_the_restored_embedding(t5x_run, tmp_path):
+  _, source, _, _ = t5x_run
+  _run(["t5x.train", "--gin_search_paths=gin", "--gin_file=t5x/models/t5_1_1_tiny_prompt.gin",
+        "--gin_file=t5x/runs/prompt_finetune.gin", "--gin_file=t5x/prompts/from_class_labels.gin",
+        "--gin.CLASS_LABELS=['entailment', 'not_entailment']", f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+        "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
+        "--gin.TRAIN_STEPS=1", f"--gin.INITIAL_CHECKPOINT_PATH='{source}'", "--gin.BATCH_SIZE=8",
+        "--gin.EVAL_PERIOD=1", "--gin.EVAL_STEPS=1", "--gin.PROMPT_LENGTH=5"])
+  start = t5x_checkpoint.read_parameters(tmp_path / "run" / "checkpoint_0", ["prompt/prompt"])["prompt/prompt"]
+  embedding = t5x_checkpoint.read_parameters(source, ["token_embedder/embedding"])["token_embedder/embedding"]
+  vocabulary = vocabularies.sentencepiece_vocabulary(str(SPM), 100)
+  for row, label in enumerate(["entailment", "not_entailment"]):
+    np.testing.assert_allclose(start[row], embedding[vocabulary.encode(label)].mean(0), atol=1e-6)
