@@ -23,7 +23,6 @@ class TrainState(NamedTuple):
   opt_state: Any
 
 
-@gin.configurable
 def linear_schedule(learning_rate: float, train_steps: int, warmup_steps: int = 0,
                     end_value: float = 0.0) -> optax.Schedule:
   """Linear warmup over `warmup_steps`, then linear decay to `end_value` at `train_steps`."""
@@ -35,6 +34,7 @@ def linear_schedule(learning_rate: float, train_steps: int, warmup_steps: int = 
       [max(warmup_steps, 1)])
 
 
+@gin.configurable
 def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
           weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
   """AdamW with linear warmup then linear decay to `end_value` (the P-Tuning v2 recipe)."""
