@@ -54,7 +54,7 @@ rte: install
 	$(PY) -m prompt_tuning_jax.train --gin_file=gin/rte_deep_prompt.gin --gin.MODEL_DIR="'runs/rte'"
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4
 
 clean:
 	rm -rf $(VENV) runs
