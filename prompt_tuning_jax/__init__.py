@@ -17,7 +17,9 @@ Layers (README's layout table; tests/test_layout.py checks the import rules):
   training/  one `fit` for any model of the contract: steps, loop, evaluator, checkpoints, partitioning.
   recipes/   the gin entry points (train, train_seq2seq, evaluate_prompt, infer_prompt).
   cli        t5x-style flags and gin; train, eval and infer are its `python -m` shims; convert_checkpoint
-             (Hugging Face -> T5X checkpoint) uses its one-line errors without gin.
+             (Hugging Face -> T5X checkpoint) and extract_prompt (t5x run -> export) use its one-line errors
+             without gin.
+  t5x/       the adapter for a real t5x (`python -m t5x.train` with gin/t5x/); the only module importing t5x.
 """
 
 __version__ = "0.1.0"

@@ -24,7 +24,6 @@ t5x = pytest.importorskip("t5x", reason="t5x is not installed (it is not on PyPI
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import optax
 from t5x import adafactor, decoding
-from t5x import optimizers as t5x_optimizers
 
 from conftest import GOLDENS
 from prompt_tuning_jax import trainable
