@@ -59,11 +59,11 @@ def extract(args: argparse.Namespace) -> str:
     raise errors.MissingFileError(f"--checkpoint {given} does not exist: give a t5x MODEL_DIR or one of its "
                                   "checkpoint_<step> directories.")
   source = t5x_checkpoint.find_t5x_step_dir(given)
-  flat, _, layout = t5x_checkpoint.read_checkpoint(source)
-  tensors = {k: v for k, v in flat.items() if trainable.is_trainable(k, args.patterns)}
+  # Only the trained parameters are read: the frozen backbone beside them may be gigabytes.
+  tensors, layout = t5x_checkpoint.read_matching(source, lambda name: trainable.is_trainable(name, args.patterns))
   if not tensors:
-    raise errors.CheckpointError(f"{source} has no parameter matching {args.patterns}; its parameters look like "
-                                 f"{sorted(flat)[:4]}. Was it written by a gin/t5x/ run?")
+    raise errors.CheckpointError(f"{source} has no parameter matching {args.patterns}. Was it written by a "
+                                 "gin/t5x/ run? (Its trained parameters are prompt/... and head/....)")
   if any(k.startswith("prompt/") and k not in _KINDS for k in tensors):
     raise errors.ConfigError(f"{source} holds a reparameterized prompt ({sorted(tensors)}); exports store the "
                              "collapsed table, which needs the model: train with PROMPT_REPARAM_HIDDEN = None.")

@@ -43,7 +43,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
@@ -101,10 +101,16 @@ def _subtree(tree: dict, prefix: Sequence[str]) -> dict:
   return tree
 
 
-def _selected(flat: dict, names: Optional[Sequence[str]], where) -> dict:
-  """`flat` restricted to `names` (all of it for None); a name it lacks is the user's error."""
+# Which parameters a read takes: None (all), a list of names (each must exist) or a predicate on the name.
+Selection = Union[None, Sequence[str], Callable[[str], bool]]
+
+
+def _selected(flat: dict, names: Selection, where) -> dict:
+  """`flat` restricted to `names` (module-level Selection); a listed name it lacks is the user's error."""
   if names is None:
     return flat
+  if callable(names):
+    return {k: v for k, v in flat.items() if names(k)}
   missing = [n for n in names if n not in flat]
   if missing:
     present = sorted(flat)
@@ -114,7 +120,7 @@ def _selected(flat: dict, names: Optional[Sequence[str]], where) -> dict:
   return {n: flat[n] for n in names}
 
 
-def _read_orbax(step_dir: Path, names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+def _read_orbax(step_dir: Path, names: Selection = None) -> Dict[str, np.ndarray]:
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(step_dir)
@@ -124,6 +130,8 @@ def _read_orbax(step_dir: Path, names: Optional[Sequence[str]] = None) -> Dict[s
                                  f"a {type(tree).__name__}); it may be truncated or corrupt.")
   prefix = _params_prefix(tree)
   flat = _selected(traverse_util.flatten_dict(_subtree(tree, prefix), sep="/"), names, f"T5X checkpoint {step_dir}")
+  if not flat:  # Nothing selected: nothing to restore.
+    return {}
   # Only these leaves are read (Orbax partial restore): never the optimizer state, nor unnamed parameters.
   wanted = traverse_util.unflatten_dict({k: jax.ShapeDtypeStruct(m.shape, m.dtype) for k, m in flat.items()}, sep="/")
   for key in reversed(prefix):
@@ -150,7 +158,7 @@ def _read_tensorstore(spec: dict, step_dir: Path) -> np.ndarray:
   return np.asarray(ts.open(spec, open=True).result().read().result())
 
 
-def _read_legacy(step_dir: Path, names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+def _read_legacy(step_dir: Path, names: Selection = None) -> Dict[str, np.ndarray]:
   from flax import serialization  # pylint: disable=g-import-not-at-top
   tree = serialization.msgpack_restore((step_dir / "checkpoint").read_bytes())
   params = _subtree(tree, _params_prefix(tree))
@@ -159,7 +167,7 @@ def _read_legacy(step_dir: Path, names: Optional[Sequence[str]] = None) -> Dict[
   return {k: _read_tensorstore(v, step_dir) if _is_tensorstore_spec(v) else np.asarray(v) for k, v in flat.items()}
 
 
-def _read_t5x(path: Path, names: Optional[Sequence[str]] = None) -> Tuple[Dict[str, np.ndarray], str]:
+def _read_t5x(path: Path, names: Selection = None) -> Tuple[Dict[str, np.ndarray], str]:
   """(flat parameters, the layout's name) of a T5X checkpoint in either layout."""
   step_dir = find_t5x_step_dir(path)
   item_dir = step_dir / "state" if (step_dir / "state" / "_METADATA").exists() else step_dir  # t5x's manager
@@ -231,6 +239,15 @@ def read_parameters(path, names: Sequence[str]) -> Dict[str, np.ndarray]:
     raise errors.MissingFileError(f"checkpoint {path} does not exist.")
   flat = _read_hf_parameters(path, names) if (path / "config.json").exists() else _read_t5x(path, names)[0]
   return {n: flat[n] for n in names}  # In the order asked for (Orbax restores in its own).
+
+
+def read_matching(path, matches: Callable[[str], bool]) -> Tuple[Dict[str, np.ndarray], str]:
+  """(the parameters whose '/'-path `matches`, the layout's name) of a T5X checkpoint: only those are read
+  (e.g. a run's prompt, never its frozen backbone)."""
+  path = Path(path).expanduser()
+  if not path.exists():
+    raise errors.MissingFileError(f"checkpoint {path} does not exist.")
+  return _read_t5x(path, matches)
 
 
 def read_checkpoint(path) -> Tuple[Dict[str, np.ndarray], Optional[Union[T5Config, BertConfig]], str]:
