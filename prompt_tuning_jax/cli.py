@@ -51,6 +51,7 @@ def register_configurables() -> None:
   # pylint: disable=g-import-not-at-top,unused-import
   from prompt_tuning_jax.recipes import encoder  # registers train
   from prompt_tuning_jax.recipes import t5_eval, t5_train  # register train_seq2seq, evaluate_prompt, infer_prompt
+  from prompt_tuning_jax.recipes import export_eval  # registers evaluate_export
   from prompt_tuning_jax.models import t5  # registers T5Config
   from prompt_tuning_jax.models.classifier import EncoderClassifier
   from prompt_tuning_jax.models.t5_prompted import PromptedT5
@@ -70,6 +71,16 @@ def launch(trainer: Optional[Callable[[], object]] = None):
     from prompt_tuning_jax.recipes import encoder as encoder_trainer  # pylint: disable=g-import-not-at-top
     trainer = encoder_trainer.train
   return trainer()
+
+
+@gin.configurable
+def evaluate(evaluator: Optional[Callable[[], object]] = None):
+  """Runs the configured evaluator: `evaluate.evaluator` (@evaluate_export in gin/runs/export_eval.gin for
+  encoder exports), by default the T5 prompt evaluation (gin/runs/prompt_eval.gin)."""
+  if evaluator is None:
+    from prompt_tuning_jax.recipes import t5_eval  # pylint: disable=g-import-not-at-top
+    evaluator = t5_eval.evaluate_prompt
+  return evaluator()
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> List[str]:

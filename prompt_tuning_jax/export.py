@@ -6,7 +6,8 @@ Format (`prompt_tuning_jax.export/1`):
             is stored as its table `prompt/prefix` [L, 2, P, N, D]).
   metadata (all strings): format, task, label_names (JSON list), step, metric,
             backbone (directory), hidden_size, num_hidden_layers, num_attention_heads,
-            prompt_kind, prompt_length, position_policy, pooling.
+            prompt_kind, prompt_length, prompt_layers (deep prompts: the layer indices),
+            position_policy, pooling, feature_lengths (encoder runs: TASK_FEATURE_LENGTHS).
 Load with `load_export(path)` -> (tensors, metadata).
 """
 

@@ -22,7 +22,7 @@ from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.data.batching import IGNORE_LABEL
 from prompt_tuning_jax.models.heads import span_loss, token_classification_loss, weighted_cross_entropy
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
-from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization
+from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterization, resolve_layers
 from prompt_tuning_jax.tasks import loading
 
 
@@ -154,7 +154,10 @@ class EncoderModel(BaseModel):
   def export_metadata(self) -> Dict[str, Any]:
     module = self.module
     c, template = module.config, prompt_template(module.prompt)
+    layers = (list(resolve_layers(template.layers, c.num_hidden_layers)) if isinstance(template, DeepPrompt) else
+              None)
     return {"hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
             "num_attention_heads": c.num_attention_heads,
             "prompt_kind": type(template).__name__ if template else "none", "prompt_length": module.prompt_length(),
-            "position_policy": getattr(template, "position_policy", "none"), "pooling": module.pooling}
+            "position_policy": getattr(template, "position_policy", "none"), "pooling": module.pooling,
+            **({"prompt_layers": layers} if layers is not None else {})}

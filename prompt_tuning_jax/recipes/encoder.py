@@ -182,7 +182,7 @@ def train(model_dir: str = gin.REQUIRED,
   export_metadata = {"task": task_name, "tasks": list(names), "task_family": family, "ensemble_size": ensemble_size,
                      "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
                      "label_names": label_names[names[0]] if len(names) == 1 else label_names,
-                     "backbone": str(backbone_path)}
+                     "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
   tx = optimizer or adamw(train_steps=train_steps)
   return fit.fit(run, model, backbone_params, train_data, tx, options, export_metadata)
 

@@ -12,7 +12,7 @@ Every task also reports `loss` (mean cross-entropy of what was trained: classes,
 start and end per window).
 """
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -45,19 +45,29 @@ def _classification(task_name: str, examples: batching.Examples, outputs: List[n
   return scores | _run_metric_fns(task_name, targets, grouped)
 
 
+def token_predictions(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> List[List[str]]:
+  """Per example, the predicted tag of every word (words cut by the length limit: 'O')."""
+  label_names = tasks.info(task_name).label_names
+  return [conll.predicted_tags(out[0, :len(word_ids), :len(label_names)].argmax(-1), word_ids, len(tags), label_names)
+          for out, word_ids, tags in zip(outputs, examples.meta["word_ids"], examples.meta["tags"])]
+
+
 def _tokens(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
   label_names = tasks.info(task_name).label_names
-  losses, targets, predictions = [], [], []
-  for out, labels, word_ids, tags in zip(outputs, examples.labels, examples.meta["word_ids"], examples.meta["tags"]):
+  losses = []
+  for out, labels in zip(outputs, examples.labels):
     logits = out[0, :len(labels), :len(label_names)]  # Member 0: token tasks train no ensembles.
     labelled = labels >= 0
     losses.append(_cross_entropy(logits[labelled], labels[labelled]))
-    targets.append(list(tags))
-    predictions.append(conll.predicted_tags(logits.argmax(-1), word_ids, len(tags), label_names))
-  return {"loss": float(np.concatenate(losses).mean())} | _run_metric_fns(task_name, targets, predictions)
+  targets = [list(tags) for tags in examples.meta["tags"]]
+  return ({"loss": float(np.concatenate(losses).mean())} |
+          _run_metric_fns(task_name, targets, token_predictions(task_name, examples, outputs)))
 
 
-def _spans(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+def span_predictions(task_name: str, examples: batching.Examples,
+                     outputs: List[np.ndarray]) -> Tuple[List[qa.QAExample], Dict[str, str], List[float]]:
+  """(the questions, in first-window order; each question id's predicted answer text over its windows;
+  each window's loss)."""
   info, meta = tasks.info(task_name), examples.meta
   position: Dict[int, int] = {}  # A question's index in the split -> its place in `questions`.
   questions, features, starts, ends, losses = [], [], [], [], []
@@ -75,7 +85,11 @@ def _spans(task_name: str, examples: batching.Examples, outputs: List[np.ndarray
     losses.append(_cross_entropy(np.where(inside[:, None], logits, MASKED_LOGIT).T, answer).mean())
     starts.append(logits[:, 0])
     ends.append(logits[:, 1])
-  predicted = qa.postprocess(questions, features, starts, ends, version_2=info.no_answer)
+  return questions, qa.postprocess(questions, features, starts, ends, version_2=info.no_answer), losses
+
+
+def _spans(task_name: str, examples: batching.Examples, outputs: List[np.ndarray]) -> Dict[str, float]:
+  questions, predicted, losses = span_predictions(task_name, examples, outputs)
   return {"loss": float(np.mean(losses))} | _run_metric_fns(task_name, [q.answers for q in questions],
                                                              [predicted[q.qid] for q in questions])
 
