@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 BENCH := $(PY) scripts/bench.py
 
-.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-report
+.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-report bench-serve
 
 bench-install: $(BENCH_STAMP)
 
@@ -35,6 +35,12 @@ bench: bench-methods bench-sequence bench-ablations bench-speed
 	$(BENCH) report
 
 bench-report: bench-install
+	$(BENCH) report
+
+# The server under mixed 8-task traffic at 1, 8 and 64 clients vs single-task models one request at a time
+# (results/bench_serve.json, then docs/RESULTS.md); about 10 minutes.
+bench-serve: bench-install
+	$(PY) scripts/bench_serve.py
 	$(BENCH) report
 
 install: $(STAMP)

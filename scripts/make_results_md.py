@@ -726,6 +726,30 @@ def section_estimates(results_dir: Path) -> str:
       table(["task", "method", "steps/s"], rate_rows), "\n</details>\n"])
 
 
+def section_serve(results_dir: Path) -> str:
+  out = ["## 5. Serving many tasks from one backbone (`make bench-serve`)\n"]
+  serve = load_json(results_dir / "bench_serve.json")
+  if serve is None:
+    return "\n".join(out + [not_run("bench-serve")])
+  base = serve["baseline_one_at_a_time"]
+  out.append(f"`python -m prompt_tuning_jax.serve` with {len(serve['tasks'])} exports ({', '.join(serve['tasks'])}; "
+             f"{serve['prompt']} each, so all share one prompt bank) on the packaged MiniLM, max_batch "
+             f"{serve['max_batch']}, max_wait_ms {serve['max_wait_ms']:g}, padded lengths {serve['lengths']}. Each "
+             "request carries one input; the tasks are interleaved, so a batch mixes them. Clients send requests "
+             "back to back over HTTP. The baseline answers the same requests one at a time, each by its task's own "
+             "single-task model, in process (no HTTP, so it pays no network cost). "
+             f"Machine: {serve['machine']}. `scripts/bench_serve.py` has the protocol; results/bench_serve.json the "
+             "numbers.\n")
+  rows = [[f"server, {c} concurrent client{'s' if c != '1' else ''}", s["requests"], f"{s['requests_per_second']:.1f}",
+           f"{s['p50_ms']:.0f}", f"{s['p99_ms']:.0f}", f"{serve['throughput_ratio'][c]:.2f}x"]
+          for c, s in serve["server"].items()]
+  rows.append(["single-task models, one request at a time", base["requests"], f"{base['requests_per_second']:.1f}",
+               f"{base['p50_ms']:.0f}", f"{base['p99_ms']:.0f}", "1.00x"])
+  out.append(table(["traffic", "requests", "requests/s", "p50 latency ms", "p99 latency ms", "throughput vs baseline"],
+                   rows))
+  return "\n".join(out)
+
+
 def render(results_dir: Path, out: Path) -> str:
   plots = Plots(out.parent)
   parts = [
@@ -738,7 +762,8 @@ def render(results_dir: Path, out: Path) -> str:
       "where a method trains it. Hardware: 2 CPU cores, shared with other jobs while these ran, so wall times "
       "are upper bounds.\n",
       section_quick(results_dir, plots), section_methods(results_dir, plots), section_sequence(results_dir, plots),
-      section_ablations(results_dir, plots), section_speed(results_dir, plots), section_trends(results_dir),
+      section_ablations(results_dir, plots), section_speed(results_dir, plots), section_serve(results_dir),
+      section_trends(results_dir),
       section_estimates(results_dir)]
   return "\n".join(p.rstrip() + "\n" for p in parts)
 

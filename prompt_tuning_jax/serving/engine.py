@@ -34,8 +34,13 @@ def length_buckets(max_length: int, smallest: int = 32) -> List[int]:
 
 
 def batch_buckets(max_batch: int) -> List[int]:
-  """Padded batch sizes 1, 8, 64, ... below max_batch, then max_batch."""
-  return sorted({*(b for b in (1, 8, 64, 512) if b < max_batch), max_batch})
+  """Padded batch sizes 1, 2, 4, ... below max_batch, then max_batch: a padding row costs a real row's compute,
+  so at most half of a batch is padding."""
+  out, n = [], 1
+  while n < max_batch:
+    out.append(n)
+    n *= 2
+  return out + [max_batch]
 
 
 class TaskGroup:
@@ -83,13 +88,15 @@ class TaskGroup:
 
   def run(self, parts: Sequence[batching.Examples], max_batch: int) -> List[List[np.ndarray]]:
     """Each part's examples (task ids = member indices) -> per part, each example's outputs [1, ...] (float32
-    logits with the evaluation's member axis). Rows are sorted by length and cut into batches of max_batch."""
+    logits with the evaluation's member axis). Rows are grouped by padded length and cut into batches of
+    at most max_batch."""
     examples = batching.concatenate(parts)
     lengths = examples.lengths()
-    order = np.argsort(lengths, kind="stable")
+    bucket = np.searchsorted(self.lengths, lengths)  # Rows of one padded length batch together.
     outputs: List[np.ndarray] = [None] * len(examples)
-    for start in range(0, len(order), max_batch):
-      index = order[start:start + max_batch]
+    batches = [rows[start:start + max_batch] for b in np.unique(bucket) for rows in [np.flatnonzero(bucket == b)]
+               for start in range(0, len(rows), max_batch)]
+    for index in batches:
       size = next(b for b in self.batch_sizes if b >= len(index))
       batch = batching.pad_batch(examples, index, self.lengths, size)
       compiled = self._compiled[batch["input_ids"].shape]
