@@ -51,7 +51,9 @@ class ServingBank:
       raise errors.ConfigError(f"task name {name!r}: use letters, digits, '_' and '-'.")
     if name in self.tasks:
       raise errors.ConfigError(f"task {name!r} is already served (from {self.tasks[name].path}).")
-    return exports.read_served_task(name, path, self.config, str(self.backbone_path), self.max_length)
+    task = exports.read_served_task(name, path, self.config, str(self.backbone_path), self.max_length)
+    inputs.trace(task.task, task.max_length, self.vocabulary)
+    return task
 
   def _rebuild(self, new: Sequence[exports.ServedTask]) -> None:
     """Groups for the served tasks plus `new`; only groups that change are rebuilt and compiled."""

@@ -113,6 +113,18 @@ def _traced_preprocessing(task: str, max_length: int, vocabulary) -> Callable:
   return _traced[key][0]
 
 
+def trace(task: str, max_length: int, vocabulary) -> None:
+  """Traces the task's preprocessing ahead of its first request (a server's start), at max_length and one token
+  longer (the truncation check)."""
+  if tasks.info(task).family not in _TRACEABLE:
+    return
+  choices = len(registry.LABEL_NAMES[task])
+  blank = lambda key, dtype: ([[""] * choices] if key == "choices" else [""]) if dtype == tf.string else [0]
+  columns = {k: tf.constant(blank(k, dtype), dtype) for k, dtype in registry.SPECS[task].source.feature_types.items()}
+  for length in (max_length, max_length + 1):
+    _traced_preprocessing(task, length, vocabulary)(columns)  # The first call also optimizes the graph.
+
+
 def _rows_of(columns: Mapping[str, tf.Tensor], count: int) -> List[dict]:
   """A batch of preprocessed columns -> a row (numpy, strings decoded) per example."""
   out = [{} for _ in range(count)]
