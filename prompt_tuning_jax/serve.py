@@ -4,6 +4,9 @@ r"""Serves many tasks' exports over one frozen backbone, over HTTP, batching req
       --export rte=runs/rte/export/best.safetensors [--backbone DIR] [--host 127.0.0.1] [--port 8000] \
       [--max_batch 32] [--max_wait_ms 5] [--max_queue 1024] [--strict] [--allow_task_updates]
 
+  python -m prompt_tuning_jax.serve --t5_gin_file=models/t5_1_1_base_prompt.gin --t5_checkpoint=/path/to/t5 \
+      --export rte=runs/t5_rte/export/best.safetensors     # T5 prompts: answers are decoded text
+
 Loads the backbone once (--backbone: INITIAL_CHECKPOINT_PATH, default the packaged MiniLM), checks every
 export against it, compiles each group's forward for its (batch, length) buckets, then serves the API in
 serving/app.py. SIGTERM or Ctrl-C stops accepting connections, answers what is in flight, prints one line,
@@ -23,6 +26,11 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--export", action="append", default=[], metavar="NAME=PATH",
                       help="a task to serve: its request name and export file (repeatable)")
   parser.add_argument("--backbone", default=None, help="the backbone directory the exports were trained on")
+  parser.add_argument("--t5_gin_file", action="append", default=[],
+                      help="T5 exports: the gin model file they were trained with (models/t5_1_1_<size>_prompt.gin)")
+  parser.add_argument("--t5_gin", action="append", default=[], metavar="KEY=VALUE",
+                      help="a gin binding for the T5 model file, e.g. PROMPT_LENGTH=20 (repeatable)")
+  parser.add_argument("--t5_checkpoint", default=None, help="T5 exports: the frozen T5 (Hugging Face or T5X)")
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, default=8000)
   parser.add_argument("--max_batch", type=int, default=32, help="most inputs answered in one round")
@@ -46,6 +54,8 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
       raise errors.ConfigError(f"--export {spec!r}: use --export NAME=PATH.")
     exports[name] = path
   args.exports = exports
+  if bool(args.t5_gin_file) != bool(args.t5_checkpoint):
+    raise errors.ConfigError("T5 exports need both --t5_gin_file (the model's gin file) and --t5_checkpoint.")
   for flag in ("max_batch", "max_queue", "port"):
     if getattr(args, flag) < 1:
       raise errors.ConfigError(f"--{flag}={getattr(args, flag)}: must be at least 1.")
@@ -62,9 +72,14 @@ def serve(args: argparse.Namespace) -> None:
   import uvicorn  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.serving.app import create_app  # pylint: disable=g-import-not-at-top
   from prompt_tuning_jax.serving.bank import ServingBank  # pylint: disable=g-import-not-at-top
-  bank = ServingBank(args.exports, args.backbone, args.max_batch, args.lengths, args.max_length)
-  groups = ", ".join(f"{[m.name for m in g.members]} ({len(g.batch_sizes) * len(g.lengths)} shapes)"
-                     for g in bank.groups.values())
+  if args.t5_gin_file:
+    from prompt_tuning_jax.serving.t5_bank import T5Bank  # pylint: disable=g-import-not-at-top
+    bindings = [" = ".join(b.partition("=")[::2]) for b in args.t5_gin]
+    bank = T5Bank(args.exports, args.t5_checkpoint, args.t5_gin_file, bindings, args.max_batch, args.lengths,
+                  args.max_length)
+  else:
+    bank = ServingBank(args.exports, args.backbone, args.max_batch, args.lengths, args.max_length)
+  groups = ", ".join(str(sorted(group)) for group in bank.group_names())
   print(f"Serving {len(bank.tasks)} tasks on {bank.backbone_path} in {len(bank.groups)} groups: {groups}; "
         f"compiled in {bank.compile_seconds:.1f} s", flush=True)
   app = create_app(bank, args.max_batch, args.max_wait_ms, args.max_queue, args.strict, args.allow_task_updates)

@@ -64,3 +64,15 @@ def same_answer(served: dict, offline: dict, tolerance: float = 1e-5) -> bool:
     elif served[key] != value:
       return False
   return True
+
+
+def write_random_t5_export(path: Path, task: str, d_model: int, length: int = 4, seed: int = 0,
+                           feature_lengths: Optional[dict] = None) -> Path:
+  """A T5 prompt export ([P, d_model] input prompt) of text-to-text task `task`, as train_seq2seq writes it."""
+  from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  metadata = {"task": task, "tasks": [task], "label_names": list(text_to_text.TARGET_STRINGS.get(task, ())),
+              "feature_lengths": feature_lengths or {"inputs": 32, "targets": 8}, "model": "t5_1_1",
+              "hidden_size": d_model, "prompt_kind": "InputPrompt", "prompt_length": length, "step": 0}
+  export.save_export(path, {"prompt/prompt": rng.normal(0, 0.5, (length, d_model))}, metadata)
+  return path

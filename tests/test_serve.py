@@ -243,3 +243,44 @@ def test_bad_serve_flags_and_exports_are_one_line_errors(served, tmp_path, minil
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, (flags, last)
     assert "Traceback" not in result.stderr
+
+
+def test_t5_server_decodes_as_infer_does(tmp_path):
+  """A T5 prompt served on the tiny T5: every decoded answer equals `python -m prompt_tuning_jax.infer`'s."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from conftest import GOLDENS, write_tiny_data  # pylint: disable=g-import-not-at-top
+  from prompt_tuning_jax import infer as infer_cli  # pylint: disable=g-import-not-at-top
+  from serving_fixtures import write_random_t5_export  # pylint: disable=g-import-not-at-top
+  data = write_tiny_data(tmp_path / "data")
+  path = write_random_t5_export(tmp_path / "t5_rte.safetensors", "super_glue_rte_v102", d_model=64)
+  model = ["--gin_file=models/t5_1_1_tiny_prompt.gin", "--gin.PROMPT_LENGTH=4"]
+  gin.clear_config()
+  try:
+    code = infer_cli.main([*model, "--gin_file=runs/prompt_infer.gin", f"--gin.CHECKPOINT_PATH='{GOLDENS / 't5_tiny'}'",
+                           f"--gin.PROMPT_FILE='{path}'", f"--gin.INFER_OUTPUT_DIR='{tmp_path / 'infer'}'",
+                           "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'", f"--gin.DATA_DIR='{data}'",
+                           "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"])
+  finally:
+    gin.clear_config()
+  assert code == 0
+  offline = [json.loads(line) for line in (tmp_path / "infer" / "predictions.jsonl").read_text().splitlines()]
+  assert len({line["prediction"] for line in offline}) > 1  # Answers that differ: a check that can fail.
+  port = _free_port()
+  url = f"http://127.0.0.1:{port}"
+  process = subprocess.Popen([sys.executable, "-m", "prompt_tuning_jax.serve", "--t5_gin_file=models/t5_1_1_tiny_prompt.gin",
+                              f"--t5_checkpoint={GOLDENS / 't5_tiny'}", f"--export=rte={path}", f"--port={port}",
+                              "--max_batch=4"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  try:
+    _wait_healthy(url, process)
+    rows = request_rows("rte", "validation", data)  # super_glue_rte_v102 reads rte's files.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      results = list(pool.map(lambda row: _call(f"{url}/v1/predict", {"task": "rte", "inputs": [row]}), rows))
+    assert len(results) == len(offline) == 10
+    for (status, body, _), reference in zip(results, offline):
+      assert status == 200, body
+      assert body["answers"][0]["text"] == reference["prediction"]
+    status, body, _ = _call(f"{url}/v1/predict", {"task": "rte", "inputs": [{"premise": "word " * 60, "hypothesis": "x"}]})
+    assert status == 200 and body["answers"][0]["truncated"] is True
+  finally:
+    process.kill()
+    process.wait()

@@ -148,5 +148,5 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   print(f"Task {task_name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples"
         f"{f'; targets {list(target_strings)}' if target_strings else ''}")
   export_metadata = {"task": task_name, "tasks": [task_name], "label_names": list(target_strings or ()),
-                     "backbone": str(initial_checkpoint_path)}
+                     "backbone": str(initial_checkpoint_path), "feature_lengths": dict(feature_lengths)}
   return fit.fit(run, t5, backbone, train_data, optimizer or adafactor(), options, export_metadata)

@@ -76,6 +76,9 @@ class ServingBank:
     self._rebuild([task])
     return task
 
+  def group_names(self) -> List[List[str]]:
+    return [[m.name for m in group.members] for group in self.groups.values()]
+
   def describe(self) -> List[dict]:
     """GET /v1/tasks: each task's family, labels, max length, prompt and export."""
     out = []

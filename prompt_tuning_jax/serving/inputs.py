@@ -138,10 +138,11 @@ def _rows_of(columns: Mapping[str, tf.Tensor], count: int) -> List[dict]:
   return out
 
 
-def _preprocess(task: str, rows: List[dict], max_length: int, vocabulary) -> List[dict]:
-  """Feature rows -> the seqio task's preprocessed examples, in order."""
+def preprocess(task: str, rows: List[dict], sequence_length: Mapping[str, int], vocabulary) -> List[dict]:
+  """Feature rows -> the seqio task's preprocessed examples, in order (text-to-text tasks too)."""
   spec = registry.SPECS[task]
-  if tasks.info(task).family in _TRACEABLE:
+  if task in registry.INFO and tasks.info(task).family in _TRACEABLE:
+    max_length = sequence_length["inputs"]
     columns = {k: tf.constant([row[k] for row in rows], dtype) for k, dtype in spec.source.feature_types.items()}
     return _rows_of(_traced_preprocessing(task, max_length, vocabulary)(columns), len(rows))
   dataset = rows_to_dataset(rows, spec.source.feature_types)
@@ -149,7 +150,7 @@ def _preprocess(task: str, rows: List[dict], max_length: int, vocabulary) -> Lis
                                                               splits=[REQUEST_SPLIT]),
                           output_features=spec.features(vocabulary), preprocessors=list(spec.preprocessors),
                           metric_fns=[])
-  ds = seqio_task.get_dataset({"inputs": max_length}, split=REQUEST_SPLIT, shuffle=False, use_cached=False)
+  ds = seqio_task.get_dataset(dict(sequence_length), split=REQUEST_SPLIT, shuffle=False, use_cached=False)
   return list(tfds.as_numpy(ds))
 
 
@@ -175,7 +176,7 @@ def _truncated(family: str, rows: List[dict], max_length: int) -> bool:
 def _grouped(task: str, family: str, inputs: Sequence[List[dict]], max_length: int, vocabulary) -> List[List[dict]]:
   owners = [i for i, rows in enumerate(inputs) for _ in rows]
   flat = [row for rows in inputs for row in rows]
-  return _by_input(family, owners, _preprocess(task, flat, max_length, vocabulary), len(inputs))
+  return _by_input(family, owners, preprocess(task, flat, {"inputs": max_length}, vocabulary), len(inputs))
 
 
 def prepare(task: str, family: str, inputs: Sequence[List[dict]], max_length: int, vocabulary,
