@@ -157,4 +157,5 @@ class EncoderModel(BaseModel):
     return {"hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
             "num_attention_heads": c.num_attention_heads,
             "prompt_kind": type(template).__name__ if template else "none", "prompt_length": module.prompt_length(),
-            "position_policy": getattr(template, "position_policy", "none"), "pooling": module.pooling}
+            "position_policy": getattr(template, "position_policy", "none"), "pooling": module.pooling,
+            "model_type": c.model_type, "head_kind": module.head_kind}
