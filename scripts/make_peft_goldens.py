@@ -56,7 +56,8 @@ def our_exports(model_dir: pathlib.Path, out: pathlib.Path, rng):
   from safetensors.numpy import load_file
   words = load_file(str(model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
   common = {"task": "sst2", "tasks": ["sst2"], "label_names": LABELS, "step": 0, "metric": {},
-            "backbone": "all-MiniLM-L6-v2 (packaged)", "hidden_size": 384, "num_hidden_layers": 6,
+            # "default": the packaged MiniLM, as INITIAL_CHECKPOINT_PATH reads it.
+            "backbone": "default", "hidden_size": 384, "num_hidden_layers": 6,
             "num_attention_heads": 12, "prompt_length": P, "position_policy": "after_prompt", "model_type": "bert",
             "head_kind": "sequence"}
   head = {"head/kernel": rng.normal(0, 0.3, (384, 2)).astype(np.float32),
@@ -127,6 +128,7 @@ def main():
     adapter_config = json.loads((out / f"{name}_adapter" / peft_format.CONFIG_FILE).read_text())
     adapter_config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"  # not this machine's path
     (out / f"{name}_adapter" / peft_format.CONFIG_FILE).write_text(json.dumps(adapter_config, indent=2) + "\n")
+    (out / f"{name}_adapter" / "README.md").unlink(missing_ok=True)  # peft's empty model card
     arrays[f"logits_{name}"] = peft_logits(torch, transformers, peft, model_dir, out / f"{name}_adapter", feed)
 
   np.savez_compressed(out / "logits.npz", **arrays)
