@@ -105,3 +105,16 @@ def test_flan_t5_config_names_load(tmp_path):
   assert not config.scale_decoder_outputs and "logits_dense" in params["decoder"]
   with pytest.raises(errors.CheckpointError, match="feed_forward_proj 'gated-silu'"):
     load_t5(_with_config(tmp_path / "silu", "t5_tiny", feed_forward_proj="gated-silu", dense_act_fn="silu"))
+
+
+def test_tied_t5_through_the_trainers_restore():
+  # train_seq2seq restores INITIAL_CHECKPOINT_PATH through t5x_checkpoint.restore_backbone against the gin config.
+  from prompt_tuning_jax.models import t5x_checkpoint  # pylint: disable=g-import-not-at-top
+  config, params = load_t5(GOLDENS / "t5_tied_tiny")
+  restored, description = t5x_checkpoint.restore_backbone(GOLDENS / "t5_tied_tiny", config)
+  assert "Hugging Face checkpoint" in description
+  np.testing.assert_array_equal(restored["token_embedder"]["embedding"], params["token_embedder"]["embedding"])
+  t5_1_1 = config.replace(feed_forward_proj="gated-gelu", tie_word_embeddings=False, scale_decoder_outputs=False)
+  with pytest.raises(errors.CheckpointError, match="feed_forward_proj=relu \\(gin: gated-gelu\\), "
+                                                   "tie_word_embeddings=True \\(gin: False\\)"):
+    t5x_checkpoint.restore_backbone(GOLDENS / "t5_tied_tiny", t5_1_1)
