@@ -727,8 +727,21 @@ def section_recipe(results_dir: Path) -> str:
     rows.append([f"`{arm.key}`", arm.position_policy, arm.pooling, f"{arm.prefix_dropout:g}",
                  "constant" if arm.constant_lr else "linear decay", fmt_ms([v for v in epoch1 if v is not None]),
                  fmt_ms(held[arm.key]), fmt_ms(valid), ", ".join(f"{v:.2f}" for v in valid) or "–"])
+  reference = load_json(results_dir / "peft_recipe_reference.json")
+  if reference and reference["runs"]:
+    runs = sorted(reference["runs"], key=lambda r: r["seed"])
+    setting = reference["setting"]
+    rows.append([f"peft PrefixTuning (PyTorch, {reference['versions']['peft']})", "after_prompt", "pooler", "0",
+                 f"constant (wd {setting['weight_decay']:g}, clip {setting['max_grad_norm']:g})",
+                 fmt_ms([r["held_out_curve"][0][1] for r in runs]), fmt_ms([r["held_out"] for r in runs]),
+                 fmt_ms([r["validation"] for r in runs]), ", ".join(f"{r['validation']:.2f}" for r in runs)])
   out.append(table(["arm", "positions", "pooling", "prefix dropout", "schedule", "held-out, epoch 1 %",
                     f"held-out, step {r0['steps']} %", "validation %", "validation per seed"], rows))
+  if reference and reference["runs"]:
+    out.append(f"\nThe peft row is `scripts/peft_recipe_reference.py` (torch {reference['versions']['torch']}, "
+               f"transformers {reference['versions']['transformers']}; records in "
+               f"`results/peft_recipe_reference.json`): `{reference['command']}`, the same splits, steps, batch and "
+               "length, seeds " + ", ".join(str(r["seed"]) for r in runs) + ".\n")
   out.append(f"\npeft's PrefixTuning in the same setting (after_prompt, pooler, no prefix dropout, constant lr; "
              f"trained on all 10k): {PEFT_REFERENCE['epoch 1']}% after epoch 1 and {PEFT_REFERENCE['epoch 2']}% after "
              "epoch 2 on validation, as reported in issue 17 (not measured here).\n")
