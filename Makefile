@@ -10,14 +10,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: install demo test rte clean
 
 # make bench-quick (< 20 min) and make bench (every part, then docs/RESULTS.md); one part at a time with
-# bench-methods, bench-sequence, bench-ablations or bench-speed (each < 3 h on 2 CPU cores). A part is
+# bench-methods, bench-sequence, bench-ablations, bench-speed or bench-recipe (each < 3 h on 2 CPU cores). A part is
 # resumable: rerun in the same checkout, it skips what results/bench_<part>.json records and runs/bench/
 # still holds (a fresh clone runs everything). scripts/bench.py plan prints each part's configurations
 # and estimated time.
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 BENCH := $(PY) scripts/bench.py
 
-.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-report bench-serve
+.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-recipe bench-report bench-serve
 
 bench-install: $(BENCH_STAMP)
 
@@ -28,10 +28,10 @@ $(BENCH_STAMP): $(STAMP)
 bench-quick: bench-install
 	$(BENCH) quick
 
-bench-methods bench-sequence bench-ablations bench-speed: bench-%: bench-install
+bench-methods bench-sequence bench-ablations bench-speed bench-recipe: bench-%: bench-install
 	$(BENCH) $*
 
-bench: bench-methods bench-sequence bench-ablations bench-speed
+bench: bench-methods bench-sequence bench-ablations bench-speed bench-recipe
 	$(BENCH) report
 
 bench-report: bench-install

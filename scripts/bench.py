@@ -5,6 +5,7 @@ r"""The benchmark driver (issue 7): every configuration runs as the real command
   python scripts/bench.py sequence    # 2. NER (CoNLL-2003, WNUT-17) selected on dev, reported on test; SQuAD QA
   python scripts/bench.py ablations   # 3. SST-2: prompt length, prompt depth (top vs bottom), reparameterization
   python scripts/bench.py speed       # 4. step time, tokens/s, GFLOP/s vs a measured matmul peak, memory
+  python scripts/bench.py recipe      # 5. SST-2 P-Tuning v2 recipe: position policy, pooling, dropout, schedule
   python scripts/bench.py all         # all four parts, then the report
   python scripts/bench.py plan [PART] # the configurations and the estimated wall time, nothing run
   python scripts/bench.py report      # regenerate docs/RESULTS.md from results/*.json
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("methods", "sequence", "ablations", "speed")
+PARTS = ("methods", "sequence", "ablations", "speed", "recipe")
 SEEDS = (0, 1, 2)
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -541,6 +542,61 @@ def part_speed(b: Bench, args: List[str], out: Path) -> None:
     marker.write_text(command)
 
 
+@dataclasses.dataclass(frozen=True)
+class RecipeArm:
+  """One P-Tuning v2 recipe: the settings where ours and peft's PrefixTuning (THUDM's code) can differ."""
+  key: str
+  position_policy: str  # real tokens' position ids from 0 ('from_zero') or from P ('after_prompt', peft)
+  pooling: str  # 'cls' ([CLS] state) or 'pooler' (tanh dense over it, peft's BertForSequenceClassification)
+  prefix_dropout: float = 0.1  # peft: none
+  constant_lr: bool = False  # peft run: constant; ours: linear decay to 0
+
+  def bindings(self) -> Tuple[Tuple[str, object], ...]:
+    out = [("PROMPT_LENGTH", 20), ("LEARNING_RATE", RECIPE_LR), ("PROMPT_POSITION_POLICY", self.position_policy),
+           ("POOLING", self.pooling)]
+    if self.prefix_dropout != 0.1:
+      out.append(("DeepPrompt.dropout_rate", self.prefix_dropout))
+    if self.constant_lr:
+      out.append(("adamw.end_value", RECIPE_LR))  # linear from lr to lr: constant
+    return tuple(out)
+
+  def meta(self) -> Tuple[Tuple[str, object], ...]:
+    return (("arm", self.key), ("position_policy", self.position_policy), ("pooling", self.pooling),
+            ("prefix_dropout", self.prefix_dropout), ("schedule", "constant" if self.constant_lr else "linear"))
+
+
+# The issue's comparison: peft's PrefixTuning P=20 at 626 steps (2 epochs of the 10k subsample), batch 32,
+# max length 64, constant lr 1e-2, no prefix dropout, text positions from P, pooler. The two arms every seed
+# runs first, then single factors.
+RECIPE_LR = 1e-2
+RECIPE_STEPS = 626
+RECIPE_ARMS = (
+    RecipeArm("from_zero_cls", "from_zero", "cls"),
+    RecipeArm("after_prompt_pooler", "after_prompt", "pooler"),
+    RecipeArm("peft", "after_prompt", "pooler", prefix_dropout=0.0, constant_lr=True),
+    RecipeArm("from_zero_pooler", "from_zero", "pooler"),
+    RecipeArm("after_prompt_cls", "after_prompt", "cls"),
+)
+
+
+def part_recipe(b: Bench, steps: int, seeds: Sequence[int], factor_seeds: Sequence[int],
+                arms: Sequence[RecipeArm] = RECIPE_ARMS) -> None:
+  """5. Each arm trains on train[:-1000], is scored on the held-out train[-1000:] after each epoch (the
+  evidence the default is chosen on), and its final checkpoint is evaluated once on validation. The first
+  two arms (the candidate defaults) run `seeds` before the single-factor arms run `factor_seeds`, so an
+  interrupted part still compares the candidates."""
+  task = TASKS["sst2"]
+  order = [(a, s) for s in seeds for a in arms[:2]] + [(a, s) for s in factor_seeds for a in arms[2:]]
+  for arm, seed in order:
+    cid = config_id("sst2", "deep_p20", "recipe", RECIPE_LR, seed, f"_{arm.key}")
+    config = Config(cid, b.part, "recipe", "sst2", "deep_p20", seed, steps, task.fit_split, task.held_out_split,
+                    steps // 2, arm.bindings(), arm.meta())
+    record = b.run(config, keep_checkpoint=True)
+    if record is not None or b.plan_only:
+      b.evaluate(config, record, "validation", cid.replace(".recipe.", ".recipe_final."), stage="final")
+    b.prune([config])
+
+
 QUICK_METHODS = ("deep_p20", "prefix_mlp", "lester_p20", "bitfit", "finetune")
 
 
@@ -561,6 +617,8 @@ QA_STEPS = 100  # x 16 windows: 27% of the 5,871 training windows
 ABLATION_STEPS = 500
 ABLATION_SEEDS = SEEDS
 QUICK_STEPS = 200
+RECIPE_SEEDS = SEEDS
+RECIPE_FACTOR_SEEDS = (0,)  # the single-factor arms: one seed each, to fit the part in about 2 hours
 
 
 def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bool = False,
@@ -577,6 +635,8 @@ def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bo
     part_ablations(b, ABLATION_STEPS, ABLATION_SEEDS)
   elif part == "speed":
     part_speed(b, [], results_dir / "bench_speed.json")
+  elif part == "recipe":
+    part_recipe(b, RECIPE_STEPS, RECIPE_SEEDS, RECIPE_FACTOR_SEEDS)
   elif part == "quick":
     part_speed(b, ["--quick"], results_dir / "bench_quick_speed.json")
     part_quick(b, QUICK_STEPS)

@@ -19,7 +19,7 @@ def planned(tmp_path_factory):
   """{part: [bench.Planned]} of every part, planned against an empty results directory."""
   results = tmp_path_factory.mktemp("results")
   return {part: bench.run_part(part, results, plan_only=True).planned
-          for part in ("methods", "sequence", "ablations", "quick")}
+          for part in ("methods", "sequence", "ablations", "quick", "recipe")}
 
 
 def test_plan_sizes_and_ids(planned):
@@ -35,6 +35,10 @@ def test_plan_sizes_and_ids(planned):
   ablations = planned["ablations"]
   # 6 lengths + 5 depths x top/bottom + reparameterization on, the P=20 all-layers point shared.
   assert len(ablations) == (6 + 10 + 1) * len(bench.ABLATION_SEEDS)
+  recipe = planned["recipe"]
+  # The two candidate defaults on every seed, the single-factor arms on theirs; each run trained, then validated.
+  assert len(recipe) == 2 * (2 * len(bench.RECIPE_SEEDS) + (len(bench.RECIPE_ARMS) - 2) * len(bench.RECIPE_FACTOR_SEEDS))
+  assert all("--gin.PROMPT_POSITION_POLICY=" in " ".join(p.argv) for p in recipe)
 
 
 def test_every_command_parses_as_the_cli_would(planned, clean_gin):

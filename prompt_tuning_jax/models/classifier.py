@@ -16,14 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from prompt_tuning_jax import errors
-from prompt_tuning_jax.models.bert import BertConfig, BertEncoder
+from prompt_tuning_jax.models.bert import BertConfig, BertEncoder, check_pooler
 from prompt_tuning_jax.models.heads import SequenceClassificationHead, SpanExtractionHead, TokenClassificationHead
 from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend, prompted_position_ids
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, insert_virtual_tokens
 
-POOLINGS = ("cls", "pooler")
+POOLINGS = ("cls", "pooler", "first_token_pooler")
 HEAD_KINDS = ("sequence", "token", "span")
 Prompt = Union[DeepPrompt, InputPrompt, PTuningEncoder, PromptBank]
 
@@ -34,8 +34,10 @@ class EncoderClassifier(nn.Module):
     num_labels: C, the head's outputs per [CLS] or token (1 for a multiple-choice task alone; unused by span heads).
     prompt: a DeepPrompt, InputPrompt, PTuningEncoder or a PromptBank of the first two,
       or None (fine-tuning, BitFit, linear probe).
-    pooling: 'cls' (final state of the real [CLS] token) or 'pooler' (the backbone's
-      tanh pooler over it).
+    pooling: 'cls' (final state of the real [CLS] token), 'pooler' (the backbone's
+      tanh pooler over it) or 'first_token_pooler' (the pooler over position 0 whatever
+      sits there: with an input prompt its first virtual token, as peft's SEQ_CLS prompt
+      tuning classifies; with other prompts the same as 'pooler').
     head_dropout: dropout on the pooled state before the head.
     num_heads: K > 1 gives K heads (kernel [K, H, C]); example b uses head task_ids[b]
       (multi-task: one head per task; ensembles: one per member). Span heads are never banked.
@@ -71,6 +73,8 @@ class EncoderClassifier(nn.Module):
     if self.head_kind not in HEAD_KINDS:
       raise errors.ConfigError(f"Unknown head_kind {self.head_kind!r}; use one of {HEAD_KINDS}.")
     c = self.config
+    if self.pooling != "cls":
+      check_pooler(c)
     backbone = BertEncoder(c, name="backbone")
     if task_ids is None:
       task_ids = jnp.zeros((input_ids.shape[0],), jnp.int32)
@@ -118,5 +122,7 @@ class EncoderClassifier(nn.Module):
     if self.head_kind == "span":
       return SpanExtractionHead(self.head_dropout, name="head")(hidden[:, cls_index:], deterministic)
     head = SequenceClassificationHead(self.num_labels, self.head_dropout, size=heads, name="head")
-    return head(hidden, cls_index, deterministic, pooler=backbone.pool if self.pooling == "pooler" else None,
+    if self.pooling == "first_token_pooler":
+      cls_index = 0
+    return head(hidden, cls_index, deterministic, pooler=None if self.pooling == "cls" else backbone.pool,
                 task_ids=task_ids, num_choices=num_choices)

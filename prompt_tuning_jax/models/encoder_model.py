@@ -160,4 +160,5 @@ class EncoderModel(BaseModel):
             "num_attention_heads": c.num_attention_heads,
             "prompt_kind": type(template).__name__ if template else "none", "prompt_length": module.prompt_length(),
             "position_policy": getattr(template, "position_policy", "none"), "pooling": module.pooling,
+            "model_type": c.model_type, "head_kind": module.head_kind,
             **({"prompt_layers": layers} if layers is not None else {})}

@@ -1,10 +1,12 @@
-"""T5 1.1 encoder-decoder in Flax linen, with t5x's parameter names and numerics.
+"""T5 1.1 encoder-decoder in Flax linen, with t5x's parameter names and numerics (and T5 1.0).
 
 Pre-norm blocks: RMSNorm (in float32) -> attention with relative position bias -> dropout
 -> residual; RMSNorm -> gated-GELU MLP -> dropout -> residual; a final RMSNorm per
 stack. No biases, no 1/sqrt(D) on q.k (folded into the query initializer), logits in
 float32 from an untied `decoder/logits_dense`. Activations run in `config.dtype`
-(e.g. bfloat16); parameters are float32.
+(e.g. bfloat16); parameters are float32. T5 1.0 (`feed_forward_proj='relu'`: `wo(relu(wi x))`,
+`tie_word_embeddings` and `scale_decoder_outputs`: logits = (y / sqrt(d_model)) @ embedding^T, as
+transformers computes them) has no `decoder/logits_dense`.
 
 Methods and arguments are t5x's EncoderDecoder's: `encode(encoder_input_tokens)`,
 `decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens)` and
@@ -92,6 +94,12 @@ class T5Config:
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
   layer_norm_epsilon: float = 1e-6
+  # T5 1.0: 'relu' (wi, wo) instead of 1.1's 'gated-gelu' (wi_0, wi_1, wo).
+  feed_forward_proj: str = "gated-gelu"
+  # T5 1.0: logits from the shared embedding (no decoder/logits_dense) ...
+  tie_word_embeddings: bool = False
+  # ... of the decoder output scaled by 1/sqrt(d_model).
+  scale_decoder_outputs: bool = False
   dtype: str = "float32"
   float32_attention_logits: bool = False
 
@@ -278,16 +286,22 @@ class Attention(nn.Module):
     return k, v
 
 
+FEED_FORWARD_PROJS = ("gated-gelu", "relu")
+
+
 class Mlp(nn.Module):
-  """wo(gelu_tanh(wi_0 x) * wi_1 x), dropout on the product."""
+  """wo(gelu_tanh(wi_0 x) * wi_1 x) (T5 1.1) or wo(relu(wi x)) (T5 1.0), dropout on the product."""
   config: T5Config
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
     c = self.config
     dtype = c.activation_dtype
-    gate = nn.gelu(_dense(c.d_ff, ("embed", "mlp"), "wi_0", _DENSE_INIT, dtype)(x), approximate=True)
-    h = gate * _dense(c.d_ff, ("embed", "mlp"), "wi_1", _DENSE_INIT, dtype)(x)
+    if c.feed_forward_proj == "relu":
+      h = nn.relu(_dense(c.d_ff, ("embed", "mlp"), "wi", _DENSE_INIT, dtype)(x))
+    else:
+      gate = nn.gelu(_dense(c.d_ff, ("embed", "mlp"), "wi_0", _DENSE_INIT, dtype)(x), approximate=True)
+      h = gate * _dense(c.d_ff, ("embed", "mlp"), "wi_1", _DENSE_INIT, dtype)(x)
     h = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=deterministic)
     h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
     return _dense(x.shape[-1], ("mlp", "embed"), "wo", _DENSE_INIT, dtype)(h)
@@ -366,9 +380,11 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, y, encoded, decoder_mask, encoder_decoder_mask, layer_prefixes: LayerPrefixes,
-               deterministic: bool, decode: bool = False, max_decode_length: Optional[int] = None):
+               deterministic: bool, decode: bool = False, max_decode_length: Optional[int] = None,
+               embedding: Optional[jax.Array] = None):
     """decoder_mask [B, T'] or None (all real); encoder_decoder_mask [B, T', T]; with `decode`, the
-    self-attention bias covers max_decode_length positions (default T'), of which each step takes a row."""
+    self-attention bias covers max_decode_length positions (default T'), of which each step takes a row.
+    embedding [V, H]: the shared table the logits come from when the config ties them (T5 1.0)."""
     c = self.config
     dtype = c.activation_dtype
     layer_prefixes = _check_prefixes(layer_prefixes, c.num_decoder_layers, "decoder")
@@ -384,7 +400,12 @@ class Decoder(nn.Module):
       y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, prefix, deterministic, decode)
     y = RmsNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
     y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
-    logits = _dense(c.vocab_size, ("embed", "vocab"), "logits_dense", _DENSE_INIT, jnp.float32)(y)
+    if c.scale_decoder_outputs:
+      y = y * (c.d_model ** -0.5)
+    if c.tie_word_embeddings:
+      logits = jnp.einsum("btd,vd->btv", y.astype(jnp.float32), embedding.astype(jnp.float32))
+    else:
+      logits = _dense(c.vocab_size, ("embed", "vocab"), "logits_dense", _DENSE_INIT, jnp.float32)(y)
     return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
@@ -501,8 +522,9 @@ class T5(nn.Module):
     else:
       decoder_mask = rows = jnp.asarray(decoder_target_tokens) > 0
     encoder_decoder_mask = rows[:, :, None] & encoder_mask.astype(bool)[:, None, :]
+    embedding = self.token_embedder.embedding if self.config.tie_word_embeddings else None
     return self.decoder(self.embed_words(decoder_input_tokens), encoded, decoder_mask, encoder_decoder_mask,
-                        layer_prefixes, not enable_dropout, decode, max_decode_length)
+                        layer_prefixes, not enable_dropout, decode, max_decode_length, embedding)
 
   def __call__(self,
                encoder_input_tokens,

@@ -1,8 +1,12 @@
-"""Loads a Hugging Face T5 1.1 directory (config.json + model.safetensors) into t5x names.
+"""Loads a Hugging Face T5 directory (config.json + model.safetensors) into t5x names.
 
-Accepted: `model_type` t5 or mt5 with `feed_forward_proj` 'gated-gelu' and an untied
-output layer (T5 1.1, mT5, Flan-T5). T5 1.0 (ReLU MLP; output layer tied to the
-embedding and scaled by 1/sqrt(d_model)) is refused with a clear error.
+Accepted: `model_type` t5 or mt5 with `feed_forward_proj` 'gated-gelu' (T5 1.1, mT5, Flan-T5,
+whose configs also carry `dense_act_fn` 'gelu_new' and `is_gated_act`) or 'relu' (T5 1.0:
+`DenseReluDense.wi`, `wo`). The output layer is `lm_head.weight` when the checkpoint has one,
+else the shared embedding when the config ties them (`tie_word_embeddings`, Hugging Face's
+default: T5 1.0, and small configs as transformers 5 writes them). The decoder output is scaled
+by 1/sqrt(d_model) before it as transformers does: when `scale_decoder_outputs` says so, or, in
+configs older than that key, when `tie_word_embeddings` is not false.
 
 PyTorch Linear weights are (out, in) and become kernels (in, out); the relative position
 tables are (buckets, N) in Hugging Face and (N, buckets) in t5x. `shared.weight` is the
@@ -40,7 +44,7 @@ _RULES = (
      lambda m: f"encoder/layers_{m[1]}/attention/{_ATTENTION[m[2]]}/kernel", True),
     (r"encoder\.block\.(\d+)\.layer\.0\.layer_norm\.weight",
      lambda m: f"encoder/layers_{m[1]}/pre_attention_layer_norm/scale", False),
-    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.(wi_0|wi_1|wo)\.weight",
+    (r"encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight",
      lambda m: f"encoder/layers_{m[1]}/mlp/{m[2]}/kernel", True),
     (r"encoder\.block\.(\d+)\.layer\.1\.layer_norm\.weight",
      lambda m: f"encoder/layers_{m[1]}/pre_mlp_layer_norm/scale", False),
@@ -52,7 +56,7 @@ _RULES = (
      lambda m: f"decoder/layers_{m[1]}/encoder_decoder_attention/{_ATTENTION[m[2]]}/kernel", True),
     (r"decoder\.block\.(\d+)\.layer\.1\.layer_norm\.weight",
      lambda m: f"decoder/layers_{m[1]}/pre_cross_attention_layer_norm/scale", False),
-    (r"decoder\.block\.(\d+)\.layer\.2\.DenseReluDense\.(wi_0|wi_1|wo)\.weight",
+    (r"decoder\.block\.(\d+)\.layer\.2\.DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight",
      lambda m: f"decoder/layers_{m[1]}/mlp/{m[2]}/kernel", True),
     (r"decoder\.block\.(\d+)\.layer\.2\.layer_norm\.weight",
      lambda m: f"decoder/layers_{m[1]}/pre_mlp_layer_norm/scale", False),
@@ -70,25 +74,25 @@ def hf_name_to_t5x_path(name: str):
   return name, False  # Unknown: reported as unexpected.
 
 
-def config_from_hf(d: dict) -> T5Config:
-  """A T5Config from a Hugging Face config dict; errors.CheckpointError for anything but T5 1.1's architecture."""
+_FEED_FORWARD = {"gated-gelu": ("gated-gelu", "gelu_new"), "gated-gelu_new": ("gated-gelu", "gelu_new"),
+                 "relu": ("relu", "relu")}  # HF feed_forward_proj -> (ours, its dense_act_fn)
+
+
+def config_from_hf(d: dict, has_lm_head: bool = True) -> T5Config:
+  """A T5Config from a Hugging Face config dict; errors.CheckpointError for an architecture T5 does not have
+  here. has_lm_head: whether the checkpoint carries lm_head.weight (else a tied config's output is the
+  shared embedding)."""
   model_type = d.get("model_type")
   if model_type not in ("t5", "mt5"):
     raise errors.CheckpointError(f"config.json has model_type {model_type!r}; the T5 loader reads 't5' or 'mt5' "
                                  "checkpoints.")
   mlp = d.get("feed_forward_proj", "relu")  # Hugging Face's default is T5 1.0's.
-  if mlp not in ("gated-gelu", "gated-gelu_new"):
+  if mlp not in _FEED_FORWARD or d.get("dense_act_fn", _FEED_FORWARD[mlp][1]) != _FEED_FORWARD[mlp][1]:
     raise errors.CheckpointError(
-        f"config.json has feed_forward_proj {mlp!r}: only T5 1.1's gated-GELU MLP (wi_0, wi_1, wo) is supported. "
-        "T5 1.0 checkpoints (t5-small ... t5-11b: ReLU MLP, output layer tied to the embedding) are not; use a "
-        "T5 1.1, Flan-T5 or mT5 checkpoint.")
-  # transformers >= 5 writes tie_word_embeddings=true for every T5 but marks T5 1.1 with
-  # scale_decoder_outputs=false; older versions write tie_word_embeddings=false.
-  if d.get("tie_word_embeddings", True) and d.get("scale_decoder_outputs", True):
-    raise errors.CheckpointError(
-        "config.json ties the output layer to the embedding and scales the decoder output (T5 1.0 style: "
-        "tie_word_embeddings true). T5 1.1 has a separate lm_head.weight; set tie_word_embeddings to false if the "
-        "checkpoint has one.")
+        f"config.json has feed_forward_proj {mlp!r} (dense_act_fn {d.get('dense_act_fn')!r}): supported are T5 1.1's "
+        "'gated-gelu' (wi_0, wi_1, wo; gelu_new) and T5 1.0's 'relu' (wi, wo); use a T5 1.0, T5 1.1, Flan-T5 or mT5 "
+        "checkpoint.")
+  tied_config = d.get("tie_word_embeddings", True) is not False
   missing = [k for k in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers") if k not in d]
   if missing:
     raise errors.CheckpointError(f"config.json lacks {missing}; it does not describe a T5.")
@@ -103,10 +107,13 @@ def config_from_hf(d: dict) -> T5Config:
       dropout_rate=d.get("dropout_rate", 0.1),
       relative_attention_num_buckets=d.get("relative_attention_num_buckets", 32),
       relative_attention_max_distance=d.get("relative_attention_max_distance", 128),
-      layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-6))
+      layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-6),
+      feed_forward_proj=_FEED_FORWARD[mlp][0],
+      tie_word_embeddings=tied_config and not has_lm_head,
+      scale_decoder_outputs=bool(d.get("scale_decoder_outputs", tied_config)))
 
 
-def load_config(model_dir) -> T5Config:
+def load_config(model_dir, has_lm_head: bool = True) -> T5Config:
   config_file = Path(model_dir) / "config.json"
   if not config_file.exists():
     raise errors.MissingFileError(f"No config.json in T5 checkpoint directory {model_dir}.")
@@ -114,7 +121,7 @@ def load_config(model_dir) -> T5Config:
     config = json.loads(config_file.read_text())
   except ValueError as e:  # json's JSONDecodeError (or UnicodeDecodeError): the file is the user's.
     raise errors.CheckpointError(f"{config_file} is not a readable JSON config: {e}.") from e
-  return config_from_hf(config)
+  return config_from_hf(config, has_lm_head)
 
 
 def convert_state_dict(tensors: Dict[str, np.ndarray], expected_shapes: Dict[str, Tuple[int, ...]]):
@@ -135,13 +142,14 @@ def expected_param_shapes(config: T5Config) -> Dict[str, Tuple[int, ...]]:
 
 
 def load_t5(model_dir):
-  """Returns (T5Config, params) for a Hugging Face T5 1.1 directory.
+  """Returns (T5Config, params) for a Hugging Face T5 (1.0 or 1.1) directory.
 
   `params` is the nested dict for `T5` (no 'params' collection wrapper), float32.
   """
   model_dir = Path(model_dir).expanduser()
   if not model_dir.is_dir():
     raise errors.MissingFileError(f"T5 checkpoint directory {model_dir} does not exist.")
-  config = load_config(model_dir)
-  flat = convert_state_dict(bert_checkpoint.read_safetensors(model_dir), expected_param_shapes(config))
+  tensors = bert_checkpoint.read_safetensors(model_dir)
+  config = load_config(model_dir, has_lm_head="lm_head.weight" in tensors)
+  flat = convert_state_dict(tensors, expected_param_shapes(config))
   return config, traverse_util.unflatten_dict(flat, sep="/")

@@ -59,7 +59,8 @@ from prompt_tuning_jax.models.t5_checkpoint import expected_param_shapes, load_t
 AssignmentMap = Sequence[Tuple[str, Optional[str]]]
 # Fields a checkpoint fixes; dropout and activation dtype are the run's choice.
 _ARCHITECTURE = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_encoder_layers", "num_decoder_layers",
-                 "relative_attention_num_buckets", "relative_attention_max_distance", "layer_norm_epsilon")
+                 "relative_attention_num_buckets", "relative_attention_max_distance", "layer_norm_epsilon",
+                 "feed_forward_proj", "tie_word_embeddings", "scale_decoder_outputs")
 _ORBAX_MARKERS = ("_METADATA", "manifest.ocdbt", "_CHECKPOINT_METADATA")
 _T5_TYPES = ("t5", "mt5")
 # Top-level names that mark a parameter tree: T5 (t5x's names), BERT (bert_checkpoint's), a run's parameters.

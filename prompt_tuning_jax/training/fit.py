@@ -247,8 +247,10 @@ def print_summary(results: dict, eval_split: str) -> None:
   key = results.get("selection_metric", "accuracy")
   unit = "" if key == "loss" else "%"
   print("=" * 72)
+  best = results[f"best_{key}"]  # None when nothing trained (TRAIN_STEPS=0: an imported prompt evaluated once)
   print(f"{results['task']} {eval_split} {key}: {results[f'{eval_split}_{key}']:.2f}{unit} at step "
-        f"{results['step']} (best {results[f'best_{key}']:.2f}{unit} at step {results['best_step']})")
+        f"{results['step']} " + (f"(best {best:.2f}{unit} at step {results['best_step']})" if best is not None else
+                                 "(no training steps)"))
   details = {k: v for k, v in results[f"{eval_split}_metrics"].items() if k not in (key, "loss")}
   if details:
     print(f"  {loop.format_metrics(details)}")
