@@ -60,7 +60,7 @@ rte: install
 	$(PY) -m prompt_tuning_jax.train --gin_file=gin/rte_deep_prompt.gin --gin.MODEL_DIR="'runs/rte'"
 
 test: install
-	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4
+	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=loadgroup
 
 clean:
 	rm -rf $(VENV) runs

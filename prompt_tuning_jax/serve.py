@@ -54,6 +54,8 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
       raise errors.ConfigError(f"--export {spec!r}: use --export NAME=PATH.")
     exports[name] = path
   args.exports = exports
+  if not exports:
+    raise errors.ConfigError("no export to serve: pass --export NAME=PATH (repeatable).")
   if bool(args.t5_gin_file) != bool(args.t5_checkpoint):
     raise errors.ConfigError("T5 exports need both --t5_gin_file (the model's gin file) and --t5_checkpoint.")
   for flag in ("max_batch", "max_queue", "port"):

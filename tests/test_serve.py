@@ -25,6 +25,8 @@ from task_fixtures import write_task_data
 TASKS = {"rte": "DeepPrompt", "cb": "DeepPrompt", "boolq": "DeepPrompt", "wsc": "DeepPrompt", "wic": "InputPrompt",
          "copa": "DeepPrompt", "conll2003": "DeepPrompt", "squad_v1": "DeepPrompt"}
 MAX_LENGTH, MAX_QUEUE = 48, 64
+# One worker runs every test here, so the exports and offline evaluations (`served`) are made once.
+pytestmark = pytest.mark.xdist_group("serve")
 
 
 def _call(url: str, body=None, raw: bytes = None, timeout: float = 120):
