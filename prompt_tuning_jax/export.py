@@ -79,12 +79,12 @@ def restore_matching(params, path, patterns: Sequence[str]):
                                    "PROMPT_REPARAM_HIDDEN=None: exports store deep prompts collapsed).")
     if tuple(value.shape) != tuple(flat[name].shape):
       raise errors.CheckpointError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} but this model's is "
-                                   f"{tuple(flat[name].shape)}{_exported_for(metadata)}; use that backbone and "
+                                   f"{tuple(flat[name].shape)}{exported_for(metadata)}; use that backbone and "
                                    "prompt configuration, or a prompt exported from this model.")
   return trainable.unflatten({**flat, **{k: np.asarray(v, flat[k].dtype) for k, v in chosen.items()}})
 
 
-def _exported_for(metadata: Dict[str, str]) -> str:
+def exported_for(metadata: Dict[str, str]) -> str:
   """'; it was exported for <backbone> (hidden size H, layers L, prompt length P)' from the export's metadata."""
   sizes = [f"{what} {metadata[k]}" for k, what in (("hidden_size", "hidden size"), ("num_hidden_layers", "layers"),
                                                    ("prompt_length", "prompt length")) if k in metadata]

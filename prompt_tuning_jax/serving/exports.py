@@ -129,7 +129,7 @@ def read_served_task(name: str, path, config: BertConfig, backbone: str,
            "num_attention_heads": config.num_attention_heads}
   mismatched = {k: (metadata[k], v) for k, v in shape.items() if k in metadata and int(metadata[k]) != v}
   if mismatched:
-    raise errors.CheckpointError(f"{path}: exported for a different backbone{export._exported_for(metadata)}; the "  # pylint: disable=protected-access
+    raise errors.CheckpointError(f"{path}: exported for a different backbone{export.exported_for(metadata)}; the "
                                  f"served backbone {backbone} has {shape}. Serve it with that backbone "
                                  "(--backbone), or a prompt exported from this one.")
   backbone_tensors = sorted(k for k in tensors if not trainable.is_trainable(k, SERVED_PATTERNS))
