@@ -1,11 +1,13 @@
 """Shared fixtures. The core suite needs only the repository and the packaged backbone."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-from pathlib import Path  # pylint: disable=g-import-not-at-top
+# Many tests (and the processes they start) compile the same tiny train steps: XLA's persistent cache lets each
+# identical program compile once per checkout. The key covers the program, the flags and the jax version.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
 
 import gin  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
