@@ -63,4 +63,4 @@ test: install
 	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=loadgroup
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .cache
