@@ -244,11 +244,13 @@ class TfdsOrFiles:
         raise
       raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
     labeled, rows = self.labeled(split), []
+    types = {key: str if dtype == tf.string else int if dtype.is_integer else (float, int)
+             for key, dtype in self.feature_types.items()}
     try:
       for item in self.readers.get(split, self.reader)(path):
         where = f"{path}:{item['__line__']}" if isinstance(item, dict) and "__line__" in item else str(path)
         for row in _flatten([self.to_features(item, path)]):
-          self._check_row(row, where, split, labeled)
+          self._check_row(row, where, split, labeled, types)
           rows.append(row)
     except _UNREADABLE as e:  # The file's bytes, not a row, are at fault.
       raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e}); check the file and DATA_DIR.") from e
@@ -273,19 +275,18 @@ class TfdsOrFiles:
         check_label(row["label"], f"TFDS {self.tfds_name} split {split!r} example {i}", split, labeled=labeled)
     return rows
 
-  def _check_row(self, row: dict, where: str, split: str, labeled: bool) -> None:
-    """A row built from a file: its label (check_label) and each feature's type against feature_types, so
-    that a wrong type is named here rather than by tf.constant ("mixed types")."""
+  def _check_row(self, row: dict, where: str, split: str, labeled: bool, types: Mapping[str, type]) -> None:
+    """A row built from a file: its label (check_label) and each feature's type (`types`: feature name ->
+    Python type, from feature_types), so that a wrong type is named here rather than by tf.constant ("mixed
+    types")."""
     if "label" in row:
       check_label(row["label"], where, split, labeled=labeled, field=self.label_field)
-    for key, dtype in self.feature_types.items():
-      expected = str if dtype == tf.string else int if dtype.is_integer else float
+    for key, expected in types.items():
       value = row[key]
-      if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-          check_type(v, expected, where, f"{key}[{i}]")
-      elif not (expected is float and isinstance(value, int)):
-        check_type(value, expected, where, key)
+      if type(value) is expected:  # pylint: disable=unidiomatic-typecheck  (the common case, fast)
+        continue
+      for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
+        check_type(v, expected, where, key if i is None else f"{key}[{i}]")
 
   def rows(self, split: str) -> List[dict]:
     if split not in self.files:
