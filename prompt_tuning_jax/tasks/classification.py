@@ -29,7 +29,7 @@ def _sst2_row(row: dict, path: Path, to_label=label_index(("negative", "positive
   # GLUE's test tsv has an index column and no label; a missing label is checked by the source (check_label).
   line = row["__line__"]
   (sentence,) = _get(row, path, line, "sentence", sentence=str)
-  return {"sentence": sentence, "label": _label(row, path, line, to_label), "idx": int(row.get("idx", line))}
+  return {"sentence": sentence, "label": _label(row, path, line, to_label), "idx": _idx(row, path)}
 
 
 def register_encoder_classification(name: str, source: TfdsOrFiles, label_names: Sequence[str], text_a: str,
