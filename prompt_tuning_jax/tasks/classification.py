@@ -24,10 +24,11 @@ def _require(row: dict, keys, path: Path):
 
 
 def _rte_row(row: dict, path: Path, to_label=label_index(("entailment", "not_entailment"))) -> dict:
-  _require(row, ("premise", "hypothesis", "label"), path)
+  """Label -1 when the row has none (the unlabeled test split), as superglue_rows' rows."""
+  _require(row, ("premise", "hypothesis"), path)
   line = row["__line__"]
   return {"premise": row["premise"], "hypothesis": row["hypothesis"],
-          "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
+          "label": to_label(row["label"], path, line) if "label" in row else -1, "idx": int(row.get("idx", line))}
 
 
 def _sst2_row(row: dict, path: Path, to_label=label_index(("negative", "positive"))) -> dict:
@@ -49,10 +50,12 @@ register_encoder_classification(
     "rte",
     TfdsOrFiles(
         tfds_name="super_glue/rte:1.0.2",
-        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl"},
+        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl",
+               "test": "superglue/rte/test.jsonl"},
         reader=read_jsonl,
         to_features=_rte_row,
-        feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32}),
+        feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32},
+        unlabeled=("test",)),
     label_names=("entailment", "not_entailment"),
     text_a="premise", text_b="hypothesis")
 

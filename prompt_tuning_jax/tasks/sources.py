@@ -14,13 +14,13 @@ import json
 import os
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
 from prompt_tuning_jax.errors import DataError
-from prompt_tuning_jax.tasks.splits import sliceable
+from prompt_tuning_jax.tasks.splits import parse as parse_split, sliceable
 
 # The data the project ships for its demo, in the same layout as ../shared/data.
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
@@ -135,6 +135,9 @@ class TfdsOrFiles:
     readers: split -> a reader replacing `reader` for that split (e.g. two halves of one file).
     data_dir: where `files` are; None = SHIPPED_DATA_DIR. Tasks define their source without one and
       `at(data_dir)` gives the source of a run's DATA_DIR.
+    unlabeled: the splits whose rows carry no labels (a benchmark's test set): they read without one (label
+      -1) and are predicted, never scored. Every other split is labeled. `has_labels` is the one place that
+      decides.
   """
   files: Mapping[str, str]
   reader: Callable[[Path], Iterable]
@@ -145,6 +148,11 @@ class TfdsOrFiles:
   from_tfds: Optional[Callable[[dict], Union[dict, List[dict]]]] = None
   readers: Mapping[str, Callable[[Path], Iterable]] = dataclasses.field(default_factory=dict)
   data_dir: Optional[Path] = None
+  unlabeled: Tuple[str, ...] = ()
+
+  def has_labels(self, split: str) -> bool:
+    """Whether `split` (or a slice of it, 'test[:10]') holds labels: every split not declared `unlabeled`."""
+    return parse_split(split)[0] not in self.unlabeled
 
   def at(self, data_dir) -> "TfdsOrFiles":
     """This source reading its files under `data_dir` (None = SHIPPED_DATA_DIR)."""
