@@ -162,5 +162,5 @@ def test_check_label_is_the_one_policy():
   with pytest.raises(DataError, match="^f:1: no 'label' field, but split 'validation' is labeled"):
     sources.check_label(MISSING_LABEL, "f:1", "validation", labeled=True)
   rte, axb = registry.SPECS["rte"].source, registry.SPECS["axb"].source
-  assert rte.labeled("train") and rte.labeled("validation[:10]") and not rte.labeled("test")
-  assert axb.labeled("test")  # The diagnostics' 'test' split is labeled: it is scored.
+  assert rte.has_labels("train") and rte.has_labels("validation[:10]") and not rte.has_labels("test")
+  assert axb.has_labels("test")  # The diagnostics' 'test' split is labeled: it is scored.

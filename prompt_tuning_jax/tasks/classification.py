@@ -45,7 +45,8 @@ register_encoder_classification(
     "rte",
     TfdsOrFiles(
         tfds_name="super_glue/rte:1.0.2",
-        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl"},
+        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl",
+               "test": "superglue/rte/test.jsonl"},
         reader=read_jsonl,
         to_features=_rte_row,
         feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32}),

@@ -198,9 +198,9 @@ class TfdsOrFiles:
     readers: split -> a reader replacing `reader` for that split (e.g. two halves of one file).
     data_dir: where `files` are; None = SHIPPED_DATA_DIR. Tasks define their source without one and
       `at(data_dir)` gives the source of a run's DATA_DIR.
-    unlabeled_splits: splits whose rows may lack labels (a benchmark's test split: its rows keep
-      MISSING_LABEL and are evaluated as predictions); in every other split a row without its label is a
-      DataError naming file:line (check_label).
+    unlabeled_splits: splits whose rows carry no labels (a benchmark's test set): they read with
+      MISSING_LABEL and are predicted, never scored. In every other split a row without its label is a
+      DataError naming file:line (check_label). `has_labels` is the one place that decides.
     label_field: where a raw row holds its label, as named in that error.
   """
   files: Mapping[str, str]
@@ -230,8 +230,9 @@ class TfdsOrFiles:
     name, _, version = self.tfds_name.partition(":")
     return (tfds_root() / name / version / "dataset_info.json").exists()
 
-  def labeled(self, split: str) -> bool:
-    """Whether every row of `split` (or of a slice of it) must carry its label."""
+  def has_labels(self, split: str) -> bool:
+    """Whether every row of `split` (or of a slice of it, 'test[:10]') must carry its label: every split not
+    declared in `unlabeled_splits`."""
     return parse_split(split)[0] not in self.unlabeled_splits
 
   def read_rows(self, split: str) -> List[dict]:
@@ -243,7 +244,7 @@ class TfdsOrFiles:
       if self.tfds_name is None:
         raise
       raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
-    labeled, rows = self.labeled(split), []
+    labeled, rows = self.has_labels(split), []
     types = {key: str if dtype == tf.string else int if dtype.is_integer else (float, int)
              for key, dtype in self.feature_types.items()}
     try:
@@ -269,7 +270,7 @@ class TfdsOrFiles:
                       f"({type(e).__name__}: {str(e)[:300]}).") from e
     convert = self.from_tfds or (lambda ex: {k: ex[k] for k in self.feature_types})
     rows = _flatten(convert(ex) for ex in examples)
-    labeled = self.labeled(split)
+    labeled = self.has_labels(split)
     for i, row in enumerate(rows):  # TFDS gives a missing label as -1 (its test splits).
       if "label" in row:
         check_label(row["label"], f"TFDS {self.tfds_name} split {split!r} example {i}", split, labeled=labeled)

@@ -1,7 +1,8 @@
 """SuperGLUE in encoder form (RTE is registered in classification.py), with AX-b and AX-g for evaluation.
 
-Each task reads TFDS super_glue/<config>:1.0.2 when prepared, else DATA_DIR's superglue/<task>/{train,val}.jsonl
-(AX-b and AX-g: superglue/rte/AX-{b,g}.jsonl, split 'test' as in TFDS). Rows are built by superglue_rows, whose
+Each task reads TFDS super_glue/<config>:1.0.2 when prepared, else DATA_DIR's superglue/<task>/{train,val,test}.jsonl
+(AX-b and AX-g: superglue/rte/AX-{b,g}.jsonl, split 'test' as in TFDS, labeled). 'test' is SuperGLUE's unlabeled
+test set (sources.TfdsOrFiles.unlabeled): it is predicted, in the submission format (tasks/submission.py). Rows are built by superglue_rows, whose
 docstring gives each text layout. Metrics as published: accuracy; CB also macro-F1 over its three classes;
 MultiRC exact match per question and F1 over all answer options; ReCoRD max-over-gold EM and F1 of each query's
 best-scored entity.
@@ -23,8 +24,10 @@ PAIR_TYPES = {"text_a": tf.string, "text_b": tf.string, "label": tf.int64, "idx"
 
 def _source(task: str, to_rows, feature_types, tfds_config=None, from_tfds=None, files=None,
             **labels) -> TfdsOrFiles:
-  """labels: TfdsOrFiles' unlabeled_splits, label_field."""
-  files = files or {"train": f"superglue/{task}/train.jsonl", "validation": f"superglue/{task}/val.jsonl"}
+  """The task's jsonl files; by default train, validation and the unlabeled test set (SuperGLUE's test.jsonl).
+  labels: TfdsOrFiles' unlabeled_splits, label_field."""
+  files = files or {"train": f"superglue/{task}/train.jsonl", "validation": f"superglue/{task}/val.jsonl",
+                    "test": f"superglue/{task}/test.jsonl"}
   return TfdsOrFiles(files=files, reader=read_jsonl, to_features=to_rows, feature_types=feature_types,
                      tfds_name=f"super_glue/{tfds_config or task}:1.0.2", from_tfds=from_tfds or sg.from_tfds(to_rows),
                      **labels)
