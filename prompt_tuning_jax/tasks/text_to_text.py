@@ -69,8 +69,7 @@ def register_text_to_text(name: str, source: TfdsOrFiles, task_prefix: Optional[
 
 # The encoder task's TFDS-or-files source and row function, without its unlabeled test split (targets need labels).
 _RTE_SOURCE = dataclasses.replace(registry.SPECS["rte"].source,
-                                  files={k: v for k, v in registry.SPECS["rte"].source.files.items() if k != "test"},
-                                  unlabeled_splits=())
+                                  files={k: v for k, v in registry.SPECS["rte"].source.files.items() if k != "test"})
 _RTE_FIELDS = (("sentence1", "premise"), ("sentence2", "hypothesis"))
 
 register_text_to_text("super_glue_rte_v102", _RTE_SOURCE, "rte", _RTE_FIELDS, classification.LABEL_NAMES["rte"])
