@@ -51,7 +51,7 @@ def register_configurables() -> None:
   # pylint: disable=g-import-not-at-top,unused-import
   from prompt_tuning_jax.recipes import encoder  # registers train
   from prompt_tuning_jax.recipes import t5_eval, t5_train  # register train_seq2seq, evaluate_prompt, infer_prompt
-  from prompt_tuning_jax.recipes import export_eval  # registers evaluate_export
+  from prompt_tuning_jax.recipes import export_eval  # registers evaluate_export, infer_export
   from prompt_tuning_jax.models import t5  # registers T5Config
   from prompt_tuning_jax.models.classifier import EncoderClassifier
   from prompt_tuning_jax.models.t5_prompted import PromptedT5
@@ -81,6 +81,16 @@ def evaluate(evaluator: Optional[Callable[[], object]] = None):
     from prompt_tuning_jax.recipes import t5_eval  # pylint: disable=g-import-not-at-top
     evaluator = t5_eval.evaluate_prompt
   return evaluator()
+
+
+@gin.configurable
+def infer(inferrer: Optional[Callable[[], object]] = None):
+  """Runs the configured inference: `infer.inferrer` (@infer_export in gin/runs/export_infer.gin for encoder
+  exports), by default the T5 prompt inference (gin/runs/prompt_infer.gin)."""
+  if inferrer is None:
+    from prompt_tuning_jax.recipes import t5_eval  # pylint: disable=g-import-not-at-top
+    inferrer = t5_eval.infer_prompt
+  return inferrer()
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> List[str]:

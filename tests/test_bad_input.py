@@ -168,6 +168,55 @@ def test_empty_split(task, file, content, split, capsys, clean_gin, tmp_path):
                      "and DATA_DIR.")
 
 
+def test_empty_split_slice(capsys, clean_gin, tmp_path):
+  args = [*training_args(write_tiny_data(tmp_path / "data"), tmp_path / "run"), "--gin.train.train_split='train[:0]'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == ("error: split 'train[:0]' selects none of the 72 rows of 'train'; choose slice bounds that keep "
+                     "at least one row, e.g. 'train[:-7]' (the trainer's train_split or eval_split).")
+
+
+def test_field_of_the_wrong_type(capsys, clean_gin, tmp_path):
+  data_dir = write_tiny_data(tmp_path / "data")
+  append_line(data_dir / "superglue" / "rte" / "train.jsonl",
+              json.dumps({"premise": 5, "hypothesis": "A pet.", "label": "entailment"}))
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run", "gin/rte.gin"), tmp_path / "run")
+  assert message == (f"error: {data_dir}/superglue/rte/train.jsonl:49: field 'premise' is an integer (5), expected "
+                     "a string; correct that row.")
+
+
+def test_undecodable_data_file(capsys, clean_gin, tmp_path):
+  data_dir = write_tiny_data(tmp_path / "data")
+  train = data_dir / "glue" / "sst2" / "train.tsv"
+  train.write_bytes(train.read_bytes() + b"un film tr\xe8s bon\t1\n")  # Latin-1.
+  message = fails_with_one_line(capsys, training_args(data_dir, tmp_path / "run"), tmp_path / "run")
+  assert message == (f"error: {train}:74: not UTF-8 (invalid continuation byte: b'\\xe8' at byte 11 of the line); "
+                     "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).")
+
+
+def _cb_data(data_dir: Path, train_labels, val_labels) -> Path:
+  """CB train and val files; a label of None leaves that row without its 'label' field."""
+  for name, labels in (("train", train_labels), ("val", val_labels)):
+    rows = [{"premise": f"Row {i} says the ferry left.", "hypothesis": "The ferry left.", "idx": i} |
+            ({} if label is None else {"label": label}) for i, label in enumerate(labels)]
+    (data_dir / "superglue" / "cb").mkdir(parents=True, exist_ok=True)
+    (data_dir / "superglue" / "cb" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return data_dir
+
+
+@pytest.mark.parametrize("split, file, line", [("train", "train.jsonl", 3), ("validation", "val.jsonl", 1)])
+def test_row_without_a_label(split, file, line, capsys, clean_gin, tmp_path):
+  # Read as the last class (CB 'neutral') once; now refused before anything trains. A validation file without
+  # labels fails here too, not after the run; only a 'test' split may lack labels.
+  labels = ["entailment", "contradiction", "neutral"] * 3
+  broken = [None if i == line - 1 else x for i, x in enumerate(labels)]
+  data_dir = _cb_data(tmp_path / "data", broken if split == "train" else labels,
+                      [None] * 4 if split == "validation" else labels)
+  args = [*training_args(data_dir, tmp_path / "run", "gin/rte.gin"), "--gin.MIXTURE_OR_TASK_NAME='cb'"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == (f"error: {data_dir}/superglue/cb/{file}:{line}: no 'label' field, but split {split!r} is labeled "
+                     "(only test splits may lack labels); add the row's label or remove the row.")
+
+
 def test_prompt_file_that_does_not_fit_the_backbone(capsys, clean_gin, tmp_path):
   # A deep prompt exported from a 2-layer, 128-wide backbone; MiniLM has 6 layers, 12 heads of 32.
   prompt_file = tmp_path / "bert_tiny_prompt.safetensors"

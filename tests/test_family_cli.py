@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from prompt_tuning_jax import train
+from prompt_tuning_jax import tasks, train
 from prompt_tuning_jax.recipes import encoder
 from prompt_tuning_jax.tasks import registry
 from task_fixtures import write_task_data
@@ -14,6 +14,14 @@ from task_fixtures import write_task_data
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return write_task_data(tmp_path_factory.mktemp("data"))
+
+
+def _lines(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _accuracy(lines) -> float:
+  return 100 * sum(line["label"] == line["target"] for line in lines) / len(lines)
 
 
 def run(capsys, tmp_path, data_dir, *args):
@@ -40,6 +48,16 @@ def test_each_family_trains_and_reports_its_metric(task, method, metric, keys, c
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   assert results["selection_metric"] == metric and set(results["validation_metrics"]) == keys
   assert f"{task} validation {metric}:" in out and results[f"best_{metric}"] is not None
+  # The best export's predictions on the eval split (one evaluation here: the best), with their targets.
+  lines = _lines(tmp_path / "run" / "predictions" / "validation.jsonl")
+  answer = {"copa": "label", "multirc": "label", "squad_v1": "answer"}.get(task, "tags")
+  assert lines and all({answer, "target"} <= set(line) for line in lines)
+  if task == "copa":
+    assert _accuracy(lines) == pytest.approx(results["best_accuracy"])
+  if answer == "tags":  # The task's own metric of the lines' tags and targets is the run's best F1.
+    targets, tags = [line["target"] for line in lines], [line["tags"] for line in lines]
+    f1 = [fn(targets, tags)["f1"] for fn in tasks.get_task(task).metric_fns]
+    assert f1 == [pytest.approx(results["best_f1"])]
 
 
 def test_superglue_mixture_batches_choices_apart_and_selects_on_the_mean_score(capsys, clean_gin, tmp_path,
@@ -51,6 +69,9 @@ def test_superglue_mixture_batches_choices_apart_and_selects_on_the_mean_score(c
   own = [scores[f"{name}/{registry.INFO[name].metric}"] for name in
          ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")]
   assert scores["score"] == pytest.approx(sum(own) / 8) and "cb/f1_macro" in scores
+  for name in ("cb", "copa", "rte"):  # A mixture's predictions: one file per task.
+    assert _accuracy(_lines(tmp_path / "run" / "predictions" / name / "validation.jsonl")) == pytest.approx(
+        scores[f"{name}/accuracy"])
   assert "Task copa (multiple_choice): 16 train" in out
 
 

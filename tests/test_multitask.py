@@ -67,6 +67,10 @@ def test_ensemble_trains_k_members_and_reports_each(capsys, clean_gin, tmp_path)
   assert all(m.shape == (L, 2, 4, 12, 32) for m in members)
   assert not np.array_equal(members[0], members[1]) and not np.array_equal(members[1], members[2])
   assert tensors["head/kernel"].shape == (3, H, 2)
+  # Its predictions are the members' mean probabilities, the prediction `accuracy` scores.
+  lines = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "validation.jsonl").read_text().splitlines()]
+  assert 100 * np.mean([line["label"] == line["target"] for line in lines]) == pytest.approx(scores["accuracy"])
+  assert all(sum(line["probabilities"].values()) == pytest.approx(1.0) for line in lines)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -71,6 +71,10 @@ def test_eval_from_the_export_reproduces_the_training_evaluation(trained, tmp_pa
   assert scores["metrics"] == json.loads((model_dir / "results.json").read_text())["validation_metrics"]
   predictions = _lines(tmp_path / "predictions.jsonl")
   assert len(predictions) == 10 and {"target", "prediction", "rank_prediction", "rank_scores"} <= set(predictions[0])
+  # The trainer wrote the same lines for its best (here: only) evaluation.
+  keys = ("idx", "inputs", "target", "prediction", "rank_prediction")
+  trained_lines = _lines(model_dir / "predictions" / "validation.jsonl")
+  assert [[line[k] for k in keys] for line in trained_lines] == [[line[k] for k in keys] for line in predictions]
 
 
 def test_infer_decodes_every_input(trained, tmp_path, capsys):

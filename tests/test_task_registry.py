@@ -24,10 +24,10 @@ C, M, T, S = families.CLASSIFICATION, families.MULTIPLE_CHOICE, families.TOKEN_C
 TV, TVT = ("train", "validation"), ("train", "validation", "test")
 PRF = {"precision", "recall", "f1"}
 TASKS = {  # name -> (family, splits, selection metric, the metric_fns' keys)
-    "boolq": (C, TV, "accuracy", {"accuracy"}), "cb": (C, TV, "accuracy", {"accuracy", "f1_macro"}),
-    "copa": (M, TV, "accuracy", {"accuracy"}), "multirc": (C, TV, "f1a", {"em", "f1a"}),
-    "record": (C, TV, "f1", {"em", "f1"}), "rte": (C, TV, "accuracy", {"accuracy"}),
-    "wic": (C, TV, "accuracy", {"accuracy"}), "wsc": (C, TV, "accuracy", {"accuracy"}),
+    "boolq": (C, TVT, "accuracy", {"accuracy"}), "cb": (C, TVT, "accuracy", {"accuracy", "f1_macro"}),
+    "copa": (M, TVT, "accuracy", {"accuracy"}), "multirc": (C, TVT, "f1a", {"em", "f1a"}),
+    "record": (C, TVT, "f1", {"em", "f1"}), "rte": (C, TVT, "accuracy", {"accuracy"}),
+    "wic": (C, TVT, "accuracy", {"accuracy"}), "wsc": (C, TVT, "accuracy", {"accuracy"}),
     "axb": (C, ("test",), "accuracy", {"accuracy"}), "axg": (C, ("test",), "accuracy", {"accuracy"}),
     "squad_v1": (S, TV, "f1", {"em", "f1"}), "squad_v2": (S, TV, "f1", {"em", "f1"}),
     "squad_v1_dev_split": (S, TV, "f1", {"em", "f1"}),
@@ -175,6 +175,7 @@ def test_a_prepared_tfds_data_set_is_read_instead_of_files():
     ("wnut17", "train", 3_394), ("wnut17", "validation", 1_009), ("wnut17", "test", 1_287),
     ("wsc", "train", 554), ("wsc", "validation", 104), ("boolq", "validation", 3_270), ("wic", "validation", 638),
     ("multirc", "validation", 4_848), ("axb", "test", 1_104), ("axg", "test", 356),
+    ("rte", "test", 3_000), ("wsc", "test", 146),  # Unlabeled test sets: read without labels.
 ])
 def test_registered_tasks_load_the_published_sizes(name, split, size):
   require_shared_data(tasks.info(name).source.files[split])
@@ -182,6 +183,8 @@ def test_registered_tasks_load_the_published_sizes(name, split, size):
   assert len(examples) == size
   if name == "multirc":
     assert len(set(examples.meta["group"])) == 953
+  if not tasks.has_labels(name, split):
+    assert set(examples.labels.tolist()) == {-1}
 
 
 def test_squad_dev_split_halves_cover_the_dev_set():

@@ -27,6 +27,10 @@ def test_every_method_trains_from_the_command_line(method, capsys, clean_gin, tm
   report = json.loads((model_dir / "parameters.json").read_text())
   results = json.loads((model_dir / "results.json").read_text())
   assert results["step"] == 4 and results["export_bytes"] > report["export_tensor_bytes"]
+  # The best export's predictions on the 12 dev sentences: an index, the prediction and the target each.
+  lines = [json.loads(line) for line in (model_dir / "predictions" / "validation.jsonl").read_text().splitlines()]
+  assert [line["idx"] for line in lines] == list(range(2, 14)) and {"label", "probabilities", "target"} <= set(lines[0])
+  assert 100 * sum(line["label"] == line["target"] for line in lines) / 12 == pytest.approx(results["best_accuracy"])
   expected_share = {"deep_prompt": (0.1, 1), "prefix_tuning": (1, 20), "lester": (0.01, 0.1), "ptuning": (1, 20),
                     "bitfit": (0.05, 0.5), "finetune": (100, 101)}[method]
   assert expected_share[0] < report["share_of_backbone_percent"] < expected_share[1], report

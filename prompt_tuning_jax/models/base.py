@@ -16,6 +16,7 @@ and what one `fit` needs beyond them to train and evaluate any model:
   param_axes(input_shapes)                 -> logical PartitionSpec per parameter path (the partitioner's)
   eval_batch(params, batch)                -> {name: [B, ...]}, evaluation's device half (jitted, sharded)
   score_examples(task, examples, outputs)  -> metrics, evaluation's host half
+  prediction_lines(task, examples, outputs) -> predictions.jsonl's lines (id, prediction, target per example)
   exportable(trained), export_metadata()   -> what an export file stores
 
 `params` is the whole parameter tree (frozen and trainable merged). The training core
@@ -123,6 +124,12 @@ class BaseModel(abc.ABC):
   @abc.abstractmethod
   def score_examples(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> Dict[str, float]:
     """Metrics of one task's split from `eval_batch`'s outputs of each example (in example order)."""
+
+  def prediction_lines(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> Optional[List[dict]]:
+    """predictions.jsonl's lines (an id, the prediction and the target per example) from `eval_batch`'s outputs
+    of `task_name`'s examples; None: the model writes no predictions."""
+    del task_name, examples, outputs
+    return None
 
   def majority_class_accuracy(self, eval_sets: Mapping[str, Any]) -> Optional[float]:
     """The baseline results.json reports beside the selection metric (None when there is none)."""

@@ -183,6 +183,11 @@ class EncoderDecoderModel(BaseModel):
       rows.append(row)
     return rows
 
+  def prediction_lines(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> List[dict]:
+    """The lines `python -m prompt_tuning_jax.eval` writes (prediction_rows)."""
+    del task_name
+    return self.prediction_rows(examples, outputs)
+
   def _ranked(self, outputs) -> Optional[List[str]]:
     if "rank_scores" not in outputs:
       return None

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning_jax import trainable
+from prompt_tuning_jax import predictions, trainable
 from prompt_tuning_jax.data import batching
 from prompt_tuning_jax.tasks import metrics, scoring
 from prompt_tuning_jax.models.base import BaseModel, InputShapes
@@ -133,6 +133,10 @@ class EncoderModel(BaseModel):
 
   def score_examples(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> Dict[str, float]:
     return scoring.score(task_name, examples, outputs["outputs"])
+
+  def prediction_lines(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> List[dict]:
+    """The lines `python -m prompt_tuning_jax.eval` writes for an export (predictions.prediction_lines)."""
+    return predictions.prediction_lines(task_name, examples, outputs["outputs"])
 
   def majority_class_accuracy(self, eval_sets: Mapping[str, Any]) -> Optional[float]:
     if self.module.head_kind != "sequence":

@@ -100,6 +100,12 @@ def split_tasks(names: Sequence[str], train_split: str, eval_split: str, shared:
       raise errors.ConfigError(f"{missing} have no {eval_split!r} split; set train.eval_split.")
   if not evaluated:
     raise errors.ConfigError(f"no task of {list(names)} has a {eval_split!r} split ({splits}).")
+  unlabeled = [name for name in evaluated if not tasks.has_labels(name, eval_split)]
+  if unlabeled:
+    raise errors.ConfigError(f"train.eval_split={eval_split!r} of {unlabeled} has no labels (a benchmark's test "
+                             "set), so training cannot score or select on it. Evaluate on 'validation' and predict "
+                             "the test set from the export: python -m prompt_tuning_jax.eval "
+                             "--gin_file=runs/export_eval.gin --gin.EVAL_SPLIT=\"'test'\" ...")
   untrained = [name for name in evaluated if name not in trained]
   if untrained and not shared:
     raise errors.ConfigError(f"{untrained} would be evaluated with a prompt or head no training example reaches; "

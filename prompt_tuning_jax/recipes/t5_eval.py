@@ -19,7 +19,7 @@ import gin
 import jax
 import numpy as np
 
-from prompt_tuning_jax import errors, export, trainable
+from prompt_tuning_jax import errors, export, predictions, trainable
 from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
@@ -74,10 +74,6 @@ def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_nam
   return run, t5, evaluator, jax.device_put(trained, trained_sh), jax.device_put(frozen, frozen_sh)
 
 
-def _write_jsonl(path: Path, rows) -> None:
-  path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 @gin.configurable
 def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
                     prompt_file: str = gin.REQUIRED,
@@ -103,7 +99,7 @@ def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
   outputs = evaluator.outputs(trained, frozen, examples)
   scores = t5.score_examples(task_name, examples, outputs)
   out = run.model_dir
-  _write_jsonl(out / "predictions.jsonl", t5.prediction_rows(examples, outputs))
+  predictions.write_jsonl(out / "predictions.jsonl", t5.prediction_rows(examples, outputs))
   result = {"task": task_name, "split": split, "examples": len(examples), "checkpoint_path": str(checkpoint_path),
             "prompt_file": str(prompt_file), "beam_size": beam_size, "metrics": scores,
             "wall_seconds": time.perf_counter() - run.started}
@@ -137,7 +133,7 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
                                               rank=False)
   examples = (t5.batcher.load(task_name, split) if task_name else
               text_batching.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
-  predictions = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)
-  _write_jsonl(run.model_dir / "predictions.jsonl", predictions)
-  print(f"wrote {len(predictions):,} predictions to {run.model_dir / 'predictions.jsonl'}", flush=True)
-  return len(predictions)
+  rows = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)
+  predictions.write_jsonl(run.model_dir / "predictions.jsonl", rows)
+  print(f"wrote {len(rows):,} predictions to {run.model_dir / 'predictions.jsonl'}", flush=True)
+  return len(rows)

@@ -61,6 +61,14 @@ def get_task(name: str, *, data_dir=None, vocabulary: Optional[seqio.Vocabulary]
   return seqio.get_mixture_or_task(name)
 
 
+def has_labels(name: str, split: str) -> bool:
+  """Whether `split` of task `name` holds labels (its source's `unlabeled` splits do not: test sets); the one
+  decision every reader and writer of a split asks (sources.TfdsOrFiles.has_labels)."""
+  if name not in registry.SPECS:
+    raise _unknown(name)
+  return registry.SPECS[name].source.has_labels(split)
+
+
 def task_names(mixture_or_task: str) -> Tuple[str, ...]:
   """A mixture's task names as seqio lists them (sorted; index = task id), or (task,) for a task."""
   if mixture_or_task in seqio.MixtureRegistry.names():

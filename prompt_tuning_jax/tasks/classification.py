@@ -14,26 +14,22 @@ from prompt_tuning_jax.tasks import families, metrics
 from prompt_tuning_jax.tasks import preprocessors
 from prompt_tuning_jax.tasks.features import encoder_features
 from prompt_tuning_jax.tasks.registry import LABEL_NAMES, register  # pylint: disable=unused-import
-from prompt_tuning_jax.tasks.sources import DataError, TfdsOrFiles, label_index, read_jsonl, read_tsv
-
-
-def _require(row: dict, keys, path: Path):
-  missing = [k for k in keys if k not in row]
-  if missing:
-    raise DataError(f"{path}:{row.get('__line__')}: missing field(s) {missing}.")
+from prompt_tuning_jax.tasks.sources import TfdsOrFiles, label_index, read_jsonl, read_tsv
+from prompt_tuning_jax.tasks.superglue_rows import _get, _idx, _label  # pylint: disable=protected-access
 
 
 def _rte_row(row: dict, path: Path, to_label=label_index(("entailment", "not_entailment"))) -> dict:
-  _require(row, ("premise", "hypothesis", "label"), path)
   line = row["__line__"]
-  return {"premise": row["premise"], "hypothesis": row["hypothesis"],
-          "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
+  premise, hypothesis = _get(row, path, line, "premise", "hypothesis")
+  return {"premise": premise, "hypothesis": hypothesis, "label": _label(row, path, line, to_label),
+          "idx": _idx(row, path)}
 
 
 def _sst2_row(row: dict, path: Path, to_label=label_index(("negative", "positive"))) -> dict:
-  _require(row, ("sentence", "label"), path)
+  # GLUE's test tsv has an index column and no label; a missing label is checked by the source (check_label).
   line = row["__line__"]
-  return {"sentence": row["sentence"], "label": to_label(row["label"], path, line), "idx": int(row.get("idx", line))}
+  (sentence,) = _get(row, path, line, "sentence", sentence=str)
+  return {"sentence": sentence, "label": _label(row, path, line, to_label), "idx": _idx(row, path)}
 
 
 def register_encoder_classification(name: str, source: TfdsOrFiles, label_names: Sequence[str], text_a: str,
@@ -49,7 +45,8 @@ register_encoder_classification(
     "rte",
     TfdsOrFiles(
         tfds_name="super_glue/rte:1.0.2",
-        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl"},
+        files={"train": "superglue/rte/train.jsonl", "validation": "superglue/rte/val.jsonl",
+               "test": "superglue/rte/test.jsonl"},
         reader=read_jsonl,
         to_features=_rte_row,
         feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32}),

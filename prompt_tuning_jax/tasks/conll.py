@@ -16,7 +16,7 @@ import numpy as np
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks.labels import IGNORE_LABEL, first_subword_label_weights
-from prompt_tuning_jax.tasks.sources import DataError, _open_text  # pylint: disable=protected-access
+from prompt_tuning_jax.tasks.sources import DataError, text_lines
 
 # Label order as in the Hugging Face / TFDS conll2003 and wnut_17 data sets.
 CONLL03_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
@@ -57,24 +57,23 @@ def read_conll(path: Path, file_format: str = "generic",
       tokens.clear()
       tags.clear()
 
-  with _open_text(Path(path)) as f:
-    for line_no, line in enumerate(f, 1):
-      line = line.rstrip("\r\n")
-      if not line.strip():
-        end_sentence()
-        continue
-      fields = line.split("\t") if "\t" in line else line.split()
-      if fields[0] == "-DOCSTART-":
-        end_sentence()
-        continue
-      bad_columns = len(fields) != columns if columns else len(fields) < 2
-      if bad_columns:
-        expected = columns or "at least 2"
-        raise DataError(f"{path}:{line_no}: {len(fields)} column(s), expected {expected} ({layout}): {line!r}")
-      if allowed and fields[-1] not in allowed:
-        raise DataError(f"{path}:{line_no}: tag {fields[-1]!r} is not one of {sorted(allowed)}.")
-      tokens.append(fields[0])
-      tags.append(fields[-1])
+  for line_no, line in enumerate(text_lines(path), 1):  # Undecodable bytes are named by file:line there.
+    line = line.rstrip("\r\n")
+    if not line.strip():
+      end_sentence()
+      continue
+    fields = line.split("\t") if "\t" in line else line.split()
+    if fields[0] == "-DOCSTART-":
+      end_sentence()
+      continue
+    bad_columns = len(fields) != columns if columns else len(fields) < 2
+    if bad_columns:
+      expected = columns or "at least 2"
+      raise DataError(f"{path}:{line_no}: {len(fields)} column(s), expected {expected} ({layout}): {line!r}")
+    if allowed and fields[-1] not in allowed:
+      raise DataError(f"{path}:{line_no}: tag {fields[-1]!r} is not one of {sorted(allowed)}.")
+    tokens.append(fields[0])
+    tags.append(fields[-1])
   end_sentence()
   return sentences
 

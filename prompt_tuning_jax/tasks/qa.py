@@ -23,7 +23,7 @@ import numpy as np
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks import wordpieces
 from prompt_tuning_jax.tasks.labels import best_spans
-from prompt_tuning_jax.tasks.sources import DataError, _open_text, read_jsonl  # pylint: disable=protected-access
+from prompt_tuning_jax.tasks.sources import DataError, check_type, read_jsonl, read_text
 from prompt_tuning_jax.data.tokenizers import WordPieceVocabulary
 
 Span = Tuple[int, int]  # [start, end) characters of the context.
@@ -70,10 +70,17 @@ class QAFeature:
   end_position: int
 
 
+# The JSON type of each SQuAD / MRQA field read ('id' and 'qid' may be numbers; they become strings).
+FIELD_TYPES = {"data": list, "paragraphs": list, "context": str, "qas": list, "question": str, "answers": list,
+               "text": str, "answer_start": int, "id": (str, int), "qid": (str, int), "detected_answers": list,
+               "char_spans": list}
+
+
 def _field(obj: dict, key: str, where: str):
+  """obj[key] of its FIELD_TYPES type, or a DataError naming where and the field."""
   if not isinstance(obj, dict) or key not in obj:
     raise DataError(f"{where}: missing field {key!r}.")
-  return obj[key]
+  return check_type(obj[key], FIELD_TYPES.get(key, object), where, key)
 
 
 def _checked_span(context: str, start: int, end: int, text: Optional[str], where: str) -> Span:
@@ -98,11 +105,10 @@ def read_squad(path: Path, articles: slice = slice(None)) -> List[QAExample]:
   SQuAD 2.0 questions with is_impossible get no answers (their plausible_answers are ignored). Errors name the
   file and the question's place, e.g. `data[3].paragraphs[5].qas[2]`.
   """
-  with _open_text(Path(path)) as f:
-    try:
-      root = json.load(f)
-    except json.JSONDecodeError as e:
-      raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}).") from e
+  try:
+    root = json.loads(read_text(Path(path)))
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}).") from e
   examples = []
   data = _field(root, "data", str(path))
   for a in range(len(data))[articles]:
@@ -142,8 +148,9 @@ def read_mrqa(path: Path) -> List[QAExample]:
     for qa in _field(row, "qas", where):
       spans = [span for detected in _field(qa, "detected_answers", where)
                for span in _field(detected, "char_spans", where)]
-      examples.append(mrqa_example(_field(qa, "qid", where), _field(qa, "question", where), context,
-                                   _field(qa, "answers", where), spans, where))
+      answers = [check_type(a, str, where, "answers[]") for a in _field(qa, "answers", where)]
+      examples.append(mrqa_example(_field(qa, "qid", where), _field(qa, "question", where), context, answers,
+                                   spans, where))
   if not examples:
     raise DataError(f"{path}: no questions (expected a header line, then contexts with qas).")
   return examples

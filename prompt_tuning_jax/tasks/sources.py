@@ -4,23 +4,26 @@ Both paths end in the same Python rows (a TFDS example goes through an adapter, 
 through its reader and row function), so one preprocessing chain serves both. Files are
 looked up under the source's data directory (the run's DATA_DIR, given to tasks.get_task;
 None = SHIPPED_DATA_DIR), optionally gzip-compressed.
+
+Data errors name file:line: text is decoded line by line (text_lines, read_text), row functions check their
+fields' JSON types (check_type), and every row built from a file is checked against the source's feature types
+and, unless its split is unlabeled (a 'test' split), for its label (check_label), before any tensor is made.
 """
 
 import csv
 import dataclasses
 import gzip
-import io
 import json
 import os
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
 from prompt_tuning_jax.errors import DataError
-from prompt_tuning_jax.tasks.splits import sliceable
+from prompt_tuning_jax.tasks.splits import parse as parse_split, sliceable
 
 # The data the project ships for its demo, in the same layout as ../shared/data.
 SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
@@ -29,9 +32,70 @@ SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "tasks" / "data"
 _UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, PermissionError, IsADirectoryError)
 
 
-def _open_text(path: Path):
-  raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-  return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+# A row without a label (a test split's form); rows of a labeled split never keep it (check_label).
+MISSING_LABEL = -1
+
+
+def _not_utf8(path: Path, line_no: int, raw: bytes, e: UnicodeDecodeError) -> DataError:
+  return DataError(f"{path}:{line_no}: not UTF-8 ({e.reason}: {raw[e.start:e.end]!r} at byte {e.start + 1} "
+                   f"of the line); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).")
+
+
+def text_lines(path: Path) -> Iterable[str]:
+  """The lines of a UTF-8 text file (optionally .gz; a BOM is dropped), decoded one by one so that undecodable
+  bytes are a DataError naming file:line."""
+  path = Path(path)
+  with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    for line_no, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise _not_utf8(path, line_no, raw, e) from None
+      yield line[1:] if line_no == 1 and line.startswith("\ufeff") else line
+
+
+def read_text(path: Path) -> str:
+  """A whole UTF-8 text file (optionally .gz) as text; undecodable bytes are a DataError naming file:line."""
+  path = Path(path)
+  with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    raw = f.read()
+  try:
+    return raw.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    start = raw.rfind(b"\n", 0, e.start) + 1
+    end = raw.find(b"\n", e.start)
+    line = raw[start:len(raw) if end < 0 else end]
+    raise _not_utf8(path, raw.count(b"\n", 0, e.start) + 1, line,
+                    UnicodeDecodeError("utf-8", line, e.start - start, e.end - start, e.reason)) from None
+
+
+_JSON_TYPES = ((bool, "true/false"), (str, "a string"), (int, "an integer"), (float, "a number"),
+               (list, "a list"), (dict, "an object"), (type(None), "null"))
+
+
+def json_type(value) -> str:
+  """The JSON name of a value's type: 'a string', 'an integer', 'a list', ..."""
+  return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
+
+
+def check_type(value, expected: Union[type, Tuple[type, ...]], where: str, field: str):
+  """`value` when it is an `expected` (str, int, list, dict or a tuple of them; a bool is not an int), else a
+  DataError naming where (file:line), the field, the type found and the type expected."""
+  kinds = expected if isinstance(expected, tuple) else (expected,)
+  if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+    return value
+  raise DataError(f"{where}: field {field!r} is {json_type(value)} ({repr(value)[:40]}), expected "
+                  f"{' or '.join(json_type(kind()) for kind in kinds)}; correct that row.")
+
+
+def check_label(label: int, where: str, split: str, *, labeled: bool, field: str = "label") -> int:
+  """The one place that decides whether a row may lack its label: MISSING_LABEL is kept in an unlabeled split
+  (a benchmark's test split, evaluated as predictions) and refused, naming where and the field, in a labeled
+  one (training or validation), where it would train or score as a real class."""
+  if label == MISSING_LABEL and labeled:
+    raise DataError(f"{where}: no {field!r} field, but split {split!r} is labeled (only test splits may lack "
+                    f"labels); add the row's label or remove the row.")
+  return label
 
 
 def resolve_data_dir(data_dir) -> Path:
@@ -50,33 +114,32 @@ def find_file(relative: str, data_dir=None) -> Path:
 
 
 def read_jsonl(path: Path) -> Iterable[dict]:
-  with _open_text(path) as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{line_no}: malformed JSON line ({e.msg}).") from e
-      if not isinstance(row, dict):
-        raise DataError(f"{path}:{line_no}: expected a JSON object, found {type(row).__name__}.")
-      yield row | {"__line__": line_no}
+  for line_no, line in enumerate(text_lines(path), 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{path}:{line_no}: malformed JSON line ({e.msg}).") from e
+    if not isinstance(row, dict):
+      raise DataError(f"{path}:{line_no}: expected a JSON object, found {type(row).__name__}.")
+    yield row | {"__line__": line_no}
 
 
 def read_tsv(path: Path) -> Iterable[dict]:
   """Rows of a tab-separated file with a header line, quoting off (GLUE style)."""
-  with _open_text(path) as f:
-    reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-    header = next(reader, None)
-    if header is None:
-      raise DataError(f"{path}: empty file, expected a header line.")
-    for line_no, fields in enumerate(reader, 2):
-      if not fields:
-        continue
-      if len(fields) != len(header):
-        raise DataError(f"{path}:{line_no}: malformed line: {len(fields)} tab-separated fields, the header has "
-                        f"{len(header)} ({header}).")
-      yield dict(zip(header, fields)) | {"__line__": line_no}
+  # Quoting off: one line is one record, so records count lines.
+  reader = csv.reader(text_lines(path), delimiter="\t", quoting=csv.QUOTE_NONE)
+  header = next(reader, None)
+  if header is None:
+    raise DataError(f"{path}: empty file, expected a header line.")
+  for line_no, fields in enumerate(reader, 2):
+    if not fields:
+      continue
+    if len(fields) != len(header):
+      raise DataError(f"{path}:{line_no}: malformed line: {len(fields)} tab-separated fields, the header has "
+                      f"{len(header)} ({header}).")
+    yield dict(zip(header, fields)) | {"__line__": line_no}
 
 
 def tfds_root() -> Path:
@@ -135,6 +198,10 @@ class TfdsOrFiles:
     readers: split -> a reader replacing `reader` for that split (e.g. two halves of one file).
     data_dir: where `files` are; None = SHIPPED_DATA_DIR. Tasks define their source without one and
       `at(data_dir)` gives the source of a run's DATA_DIR.
+    unlabeled_splits: splits whose rows carry no labels (a benchmark's test set): they read with
+      MISSING_LABEL and are predicted, never scored. In every other split a row without its label is a
+      DataError naming file:line (check_label). `has_labels` is the one place that decides.
+    label_field: where a raw row holds its label, as named in that error.
   """
   files: Mapping[str, str]
   reader: Callable[[Path], Iterable]
@@ -145,6 +212,8 @@ class TfdsOrFiles:
   from_tfds: Optional[Callable[[dict], Union[dict, List[dict]]]] = None
   readers: Mapping[str, Callable[[Path], Iterable]] = dataclasses.field(default_factory=dict)
   data_dir: Optional[Path] = None
+  unlabeled_splits: Sequence[str] = ("test",)
+  label_field: str = "label"
 
   def at(self, data_dir) -> "TfdsOrFiles":
     """This source reading its files under `data_dir` (None = SHIPPED_DATA_DIR)."""
@@ -161,16 +230,29 @@ class TfdsOrFiles:
     name, _, version = self.tfds_name.partition(":")
     return (tfds_root() / name / version / "dataset_info.json").exists()
 
+  def has_labels(self, split: str) -> bool:
+    """Whether every row of `split` (or of a slice of it, 'test[:10]') must carry its label: every split not
+    declared in `unlabeled_splits`."""
+    return parse_split(split)[0] not in self.unlabeled_splits
+
   def read_rows(self, split: str) -> List[dict]:
-    """The rows of `split` from the original files."""
+    """The rows of `split` from the original files, each checked against feature_types and, in a labeled
+    split, for its label."""
     try:
       path = find_file(self.files[split], self.data_dir)
     except DataError as e:
       if self.tfds_name is None:
         raise
       raise DataError(f"{e} (and TFDS {self.tfds_name} is not prepared under {tfds_root()})") from None
+    labeled, rows = self.has_labels(split), []
+    types = {key: str if dtype == tf.string else int if dtype.is_integer else (float, int)
+             for key, dtype in self.feature_types.items()}
     try:
-      rows = _flatten(self.to_features(item, path) for item in self.readers.get(split, self.reader)(path))
+      for item in self.readers.get(split, self.reader)(path):
+        where = f"{path}:{item['__line__']}" if isinstance(item, dict) and "__line__" in item else str(path)
+        for row in _flatten([self.to_features(item, path)]):
+          self._check_row(row, where, split, labeled, types)
+          rows.append(row)
     except _UNREADABLE as e:  # The file's bytes, not a row, are at fault.
       raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e}); check the file and DATA_DIR.") from e
     if not rows:
@@ -187,7 +269,25 @@ class TfdsOrFiles:
       raise DataError(f"TFDS {self.tfds_name} under {tfds_root()} cannot be read for split {split!r} "
                       f"({type(e).__name__}: {str(e)[:300]}).") from e
     convert = self.from_tfds or (lambda ex: {k: ex[k] for k in self.feature_types})
-    return _flatten(convert(ex) for ex in examples)
+    rows = _flatten(convert(ex) for ex in examples)
+    labeled = self.has_labels(split)
+    for i, row in enumerate(rows):  # TFDS gives a missing label as -1 (its test splits).
+      if "label" in row:
+        check_label(row["label"], f"TFDS {self.tfds_name} split {split!r} example {i}", split, labeled=labeled)
+    return rows
+
+  def _check_row(self, row: dict, where: str, split: str, labeled: bool, types: Mapping[str, type]) -> None:
+    """A row built from a file: its label (check_label) and each feature's type (`types`: feature name ->
+    Python type, from feature_types), so that a wrong type is named here rather than by tf.constant ("mixed
+    types")."""
+    if "label" in row:
+      check_label(row["label"], where, split, labeled=labeled, field=self.label_field)
+    for key, expected in types.items():
+      value = row[key]
+      if type(value) is expected:  # pylint: disable=unidiomatic-typecheck  (the common case, fast)
+        continue
+      for i, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
+        check_type(v, expected, where, key if i is None else f"{key}[{i}]")
 
   def rows(self, split: str) -> List[dict]:
     if split not in self.files:
@@ -196,7 +296,10 @@ class TfdsOrFiles:
 
   def __call__(self, split: str, shuffle_files: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
     del shuffle_files, seed  # Rows come in file order; the trainer shuffles batches itself.
-    return rows_to_dataset(self.rows(split), self.feature_types)
+    rows = self.rows(split)
+    if not rows:  # A TFDS split can be empty; files and slices say so themselves.
+      raise DataError(f"split {split!r} of TFDS {self.tfds_name} has no examples; check the prepared data set.")
+    return rows_to_dataset(rows, self.feature_types)
 
 
 def _flatten(items: Iterable[Union[dict, List[dict]]]) -> List[dict]:

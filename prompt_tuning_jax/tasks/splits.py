@@ -85,7 +85,13 @@ def sliceable(cls):
 
   def sliced_rows(self, split: str) -> List:
     base, part = parse(split)
-    return take(rows(self, base), part)
+    every = rows(self, base)
+    selected = take(every, part)
+    if not selected and every:  # An empty split names its file itself; an empty slice is a setting.
+      raise errors.ConfigError(f"split {split!r} selects none of the {len(every)} rows of {base!r}; choose slice "
+                               f"bounds that keep at least one row, e.g. '{base}[:-{max(len(every) // 10, 1)}]' "
+                               "(the trainer's train_split or eval_split).")
+    return selected
 
   sliced_splits.__doc__ = (names.__doc__ or "") + " Slices of them are accepted too (tasks/splits.py)."
   sliced_rows.__doc__ = (rows.__doc__ or "") + " A slice of a split gives those rows of it (tasks/splits.py)."

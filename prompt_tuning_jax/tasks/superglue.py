@@ -1,7 +1,8 @@
 """SuperGLUE in encoder form (RTE is registered in classification.py), with AX-b and AX-g for evaluation.
 
-Each task reads TFDS super_glue/<config>:1.0.2 when prepared, else DATA_DIR's superglue/<task>/{train,val}.jsonl
-(AX-b and AX-g: superglue/rte/AX-{b,g}.jsonl, split 'test' as in TFDS). Rows are built by superglue_rows, whose
+Each task reads TFDS super_glue/<config>:1.0.2 when prepared, else DATA_DIR's superglue/<task>/{train,val,test}.jsonl
+(AX-b and AX-g: superglue/rte/AX-{b,g}.jsonl, split 'test' as in TFDS, labeled). 'test' is SuperGLUE's unlabeled
+test set (sources.TfdsOrFiles.unlabeled): it is predicted, in the submission format (tasks/submission.py). Rows are built by superglue_rows, whose
 docstring gives each text layout. Metrics as published: accuracy; CB also macro-F1 over its three classes;
 MultiRC exact match per question and F1 over all answer options; ReCoRD max-over-gold EM and F1 of each query's
 best-scored entity.
@@ -21,10 +22,15 @@ from prompt_tuning_jax.tasks.sources import TfdsOrFiles, read_jsonl
 PAIR_TYPES = {"text_a": tf.string, "text_b": tf.string, "label": tf.int64, "idx": tf.int32}
 
 
-def _source(task: str, to_rows, feature_types, tfds_config=None, from_tfds=None, files=None) -> TfdsOrFiles:
-  files = files or {"train": f"superglue/{task}/train.jsonl", "validation": f"superglue/{task}/val.jsonl"}
+def _source(task: str, to_rows, feature_types, tfds_config=None, from_tfds=None, files=None,
+            **labels) -> TfdsOrFiles:
+  """The task's jsonl files; by default train, validation and the unlabeled test set (SuperGLUE's test.jsonl).
+  labels: TfdsOrFiles' unlabeled_splits, label_field."""
+  files = files or {"train": f"superglue/{task}/train.jsonl", "validation": f"superglue/{task}/val.jsonl",
+                    "test": f"superglue/{task}/test.jsonl"}
   return TfdsOrFiles(files=files, reader=read_jsonl, to_features=to_rows, feature_types=feature_types,
-                     tfds_name=f"super_glue/{tfds_config or task}:1.0.2", from_tfds=from_tfds or sg.from_tfds(to_rows))
+                     tfds_name=f"super_glue/{tfds_config or task}:1.0.2", from_tfds=from_tfds or sg.from_tfds(to_rows),
+                     **labels)
 
 
 def _multirc_targets(meta, labels, predictions, probabilities):
@@ -50,21 +56,23 @@ register_encoder_classification(
     "wsc", _source("wsc", sg.wsc_row, {"text_a": tf.string, "label": tf.int64, "idx": tf.int32},
                    tfds_config="wsc.fixed", from_tfds=sg.tfds_wsc), sg.BOOL_LABELS, "text_a")
 register_encoder_classification(
-    "multirc", _source("multirc", sg.multirc_rows, PAIR_TYPES | {"group": tf.int32}, from_tfds=sg.tfds_multirc),
+    "multirc", _source("multirc", sg.multirc_rows, PAIR_TYPES | {"group": tf.int32}, from_tfds=sg.tfds_multirc,
+                       label_field="passage.questions[].answers[].label"),
     sg.BOOL_LABELS, "text_a", "text_b", metric_fns=(metrics.multirc,), metric="f1a",
     targets_and_predictions=_multirc_targets)
 register_encoder_classification(
     "record", _source("record", sg.record_rows,
                       PAIR_TYPES | {"group": tf.int32, "entity": tf.string, "answers": tf.string},
-                      from_tfds=sg.tfds_record),
+                      from_tfds=sg.tfds_record, label_field="qas[].answers"),
     sg.BOOL_LABELS, "text_a", "text_b", metric_fns=(metrics.record,), metric="f1",
     targets_and_predictions=_record_targets)
-# Diagnostics: evaluate a model trained on RTE (train.eval_task_name='axb', train.eval_split='test').
+# Diagnostics: evaluate a model trained on RTE (train.eval_task_name='axb', train.eval_split='test'); their
+# 'test' split is labeled.
 register_encoder_classification("axb", _source("axb", sg.ax_b_row, PAIR_TYPES,
-                                               files={"test": "superglue/rte/AX-b.jsonl"}),
+                                               files={"test": "superglue/rte/AX-b.jsonl"}, unlabeled_splits=()),
                                 sg.RTE_LABELS, "text_a", "text_b")
 register_encoder_classification("axg", _source("axg", sg.ax_g_row, PAIR_TYPES,
-                                               files={"test": "superglue/rte/AX-g.jsonl"}),
+                                               files={"test": "superglue/rte/AX-g.jsonl"}, unlabeled_splits=()),
                                 sg.RTE_LABELS, "text_a", "text_b")
 
 register("copa", _source("copa", sg.copa_row, {"text_a": tf.string, "choices": tf.string, "label": tf.int64,

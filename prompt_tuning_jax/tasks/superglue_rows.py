@@ -2,7 +2,9 @@
 
 Every function takes (row, path), a row of sources.read_jsonl (it carries '__line__'), and returns one feature
 dict or, for MultiRC and ReCoRD, a list of them. Each dict holds "text_a" (and "text_b" for pairs), "label"
-(-1 when the row has none, as in the test splits) and "idx". Text layouts follow THUDM/P-tuning-v2's SuperGLUE
+(sources.MISSING_LABEL when the row has none, as in the test splits; the source refuses that in a labeled split)
+and "idx". Fields are checked for their JSON type (FIELD_TYPES): a DataError names file:line, the field, the type
+found and the type expected. Text layouts follow THUDM/P-tuning-v2's SuperGLUE
 code where it has one:
 - BoolQ (question, passage); CB, AX-g (premise, hypothesis); AX-b (sentence1, sentence2): as given. AX-b and
   AX-g are RTE-form diagnostics (entailment / not_entailment), evaluation only.
@@ -24,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
-from prompt_tuning_jax.tasks.sources import DataError, label_index, read_jsonl
+from prompt_tuning_jax.tasks.sources import MISSING_LABEL, DataError, check_type, label_index, read_jsonl
 
 BOOL_LABELS = ("False", "True")
 CB_LABELS = ("entailment", "contradiction", "neutral")
@@ -34,33 +36,52 @@ _bool_label = label_index(BOOL_LABELS, aliases={"false": 0, "true": 1})
 _choice_label = label_index(("choice1", "choice2"))
 
 
-def _get(obj: dict, path: Path, line: int, *keys: str) -> list:
-  """obj[key] for each key (obj: the row or a dict nested in it), or a DataError naming file:line."""
+# The JSON type of each SuperGLUE field ('passage' is a string in BoolQ and an object in MultiRC and ReCoRD:
+# callers name it).
+FIELD_TYPES = {"question": str, "premise": str, "hypothesis": str, "sentence1": str, "sentence2": str,
+               "choice1": str, "choice2": str, "word": str, "text": str, "query": str, "span1_text": str,
+               "span2_text": str, "questions": list, "answers": list, "entities": list, "qas": list, "target": dict,
+               "idx": int, "start": int, "end": int, "start1": int, "end1": int, "start2": int, "end2": int,
+               "span1_index": int, "span2_index": int}
+
+
+def _get(obj: dict, path: Path, line: int, *keys: str, **types: type) -> list:
+  """obj[key] for each key (obj: the row or a dict nested in it), each of its type (`types`, else FIELD_TYPES),
+  or a DataError naming file:line and the field."""
   missing = list(keys) if not isinstance(obj, dict) else [k for k in keys if k not in obj]
   if missing:
     raise DataError(f"{path}:{line}: missing field(s) {missing}.")
-  return [obj[k] for k in keys]
+  return [_typed(obj[k], types.get(k, FIELD_TYPES.get(k, object)), f"{path}:{line}", k) for k in keys]
+
+
+def _typed(value, expected: type, where: str, field: str):
+  """check_type, except that an integer may be written as a string of digits (AX-b's idx is "0")."""
+  if expected is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    return int(value)
+  return check_type(value, expected, where, field)
 
 
 def _label(obj: dict, path: Path, line: int, to_index) -> int:
-  return to_index(obj["label"], path, line) if "label" in obj else -1
+  """The row's label index; MISSING_LABEL without one (sources.check_label refuses that in labeled splits)."""
+  return to_index(obj["label"], path, line) if "label" in obj else MISSING_LABEL
 
 
-def _idx(row: dict) -> int:
-  return int(row.get("idx", row["__line__"]))
+def _idx(row: dict, path: Path) -> int:
+  """The row's idx field, else its line number."""
+  return _get(row, path, row["__line__"], "idx")[0] if "idx" in row else row["__line__"]
 
 
 def boolq_row(row: dict, path: Path) -> dict:
-  question, passage = _get(row, path, row["__line__"], "question", "passage")
+  question, passage = _get(row, path, row["__line__"], "question", "passage", passage=str)
   return {"question": question, "passage": passage, "text_a": question, "text_b": passage,
-          "label": _label(row, path, row["__line__"], _bool_label), "idx": _idx(row)}
+          "label": _label(row, path, row["__line__"], _bool_label), "idx": _idx(row, path)}
 
 
 def _entailment_row(row: dict, path: Path, to_label, fields=("premise", "hypothesis")) -> dict:
   """A (premise, hypothesis) pair read from `fields`, in RTE form."""
   premise, hypothesis = _get(row, path, row["__line__"], *fields)
   return {"premise": premise, "hypothesis": hypothesis, "text_a": premise, "text_b": hypothesis,
-          "label": _label(row, path, row["__line__"], to_label), "idx": _idx(row)}
+          "label": _label(row, path, row["__line__"], to_label), "idx": _idx(row, path)}
 
 
 def cb_row(row: dict, path: Path, to_label=label_index(CB_LABELS)) -> dict:
@@ -84,7 +105,7 @@ def copa_row(row: dict, path: Path) -> dict:
   label = _label(row, path, line, _choice_label)
   return {"premise": premise, "question": question, "choice1": choice1, "choice2": choice2,
           "text_a": f"{premise} {'because' if question == 'cause' else 'so'}", "choices": (choice1, choice2),
-          "label": label, "idx": _idx(row)}
+          "label": label, "idx": _idx(row, path)}
 
 
 def multirc_option(paragraph: str, question: str, answer: str, label: int, group: int, idx: int,
@@ -98,7 +119,7 @@ def multirc_option(paragraph: str, question: str, answer: str, label: int, group
 def multirc_rows(row: dict, path: Path) -> List[dict]:
   """A passage with its questions -> one row per answer option."""
   line = row["__line__"]
-  (passage,) = _get(row, path, line, "passage")
+  (passage,) = _get(row, path, line, "passage", passage=dict)
   paragraph, questions = _get(passage, path, line, "text", "questions")
   rows = []
   for question in questions:
@@ -106,7 +127,7 @@ def multirc_rows(row: dict, path: Path) -> List[dict]:
     for answer in answers:
       answer_text, answer_idx = _get(answer, path, line, "text", "idx")
       rows.append(multirc_option(paragraph, text, answer_text, _label(answer, path, line, _bool_label), group,
-                                 _idx(row), answer_idx))
+                                 _idx(row, path), answer_idx))
   return rows
 
 
@@ -125,15 +146,17 @@ def record_candidates(passage: str, entities: Sequence[str], query: str, answers
 def record_rows(row: dict, path: Path) -> List[dict]:
   """A passage with its queries -> one row per (query, candidate entity)."""
   line = row["__line__"]
-  (passage, queries) = _get(row, path, line, "passage", "qas")
+  (passage, queries) = _get(row, path, line, "passage", "qas", passage=dict)
   text, entities = _get(passage, path, line, "text", "entities")
   spans = [_get(e, path, line, "start", "end") for e in entities]
   candidates = [text[start:end + 1] for start, end in spans]  # Entity ends are inclusive.
   rows = []
   for qa in queries:
     query, group = _get(qa, path, line, "query", "idx")
-    answers = [a["text"] for a in qa["answers"]] if "answers" in qa else None
-    rows.extend(record_candidates(text, candidates, query, answers, group, _idx(row), f"{path}:{line}"))
+    answers = None
+    if "answers" in qa:  # A test split's queries have none.
+      answers = [_get(a, path, line, "text")[0] for a in _get(qa, path, line, "answers")[0]]
+    rows.extend(record_candidates(text, candidates, query, answers, group, _idx(row, path), f"{path}:{line}"))
   return rows
 
 
@@ -162,7 +185,7 @@ def wic_row(row: dict, path: Path) -> dict:
   return {"word": word, "sentence1": s1, "sentence2": s2, "start1": start1, "end1": end1, "start2": start2,
           "end2": end2, "text_a": _mark(s1, start1, end1, "*"),
           "text_b": _mark(s2, start2, end2, "*"), "label": _label(row, path, row["__line__"], _bool_label),
-          "idx": _idx(row)}
+          "idx": _idx(row, path)}
 
 
 def _mark_words(words: List[str], index: int, span_text: str, mark: str, where: str) -> None:
@@ -193,7 +216,7 @@ def wsc_row(row: dict, path: Path) -> dict:
   _mark_words(words, index1, span1, "*", where)
   _mark_words(words, index2, span2, "#", where)
   return {"text": text, "span1_text": span1, "span1_index": index1, "span2_text": span2, "span2_index": index2,
-          "text_a": " ".join(words), "label": _label(row, path, line, _bool_label), "idx": _idx(row)}
+          "text_a": " ".join(words), "label": _label(row, path, line, _bool_label), "idx": _idx(row, path)}
 
 
 def read_rows(path: Path, to_rows) -> List[dict]:

@@ -17,6 +17,7 @@ T5's own super_glue_rte_v102 preprocessor joins the TFDS fields in sorted order
 ('rte hypothesis: ... premise: ...'). A prompt trained on one does not transfer to the other.
 """
 
+import dataclasses
 import functools
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -66,7 +67,9 @@ def register_text_to_text(name: str, source: TfdsOrFiles, task_prefix: Optional[
       text_to_text_features, (metrics.accuracy,), sentencepiece_vocabulary))
 
 
-_RTE_SOURCE = registry.SPECS["rte"].source  # the encoder task's TFDS-or-files source and row function
+# The encoder task's TFDS-or-files source and row function, without its unlabeled test split (targets need labels).
+_RTE_SOURCE = dataclasses.replace(registry.SPECS["rte"].source,
+                                  files={k: v for k, v in registry.SPECS["rte"].source.files.items() if k != "test"})
 _RTE_FIELDS = (("sentence1", "premise"), ("sentence2", "hypothesis"))
 
 register_text_to_text("super_glue_rte_v102", _RTE_SOURCE, "rte", _RTE_FIELDS, classification.LABEL_NAMES["rte"])

@@ -28,6 +28,7 @@ class Evaluator:
     self.model, self.eval_sets, self.batch_size = model, dict(eval_sets), batch_size
     self.selection_metric = selection_metric
     self.task_metric = dict(task_metric or {name: selection_metric for name in eval_sets})
+    self.last_outputs: Dict[str, Dict[str, List[np.ndarray]]] = {}  # Per eval set, the last `score`'s outputs.
     self._step = partitioner.jit_eval_step(steps.make_eval_step(model), trainable_sh, frozen_sh, batch_size)
 
   def outputs(self, trained, frozen, examples) -> Dict[str, List[np.ndarray]]:
@@ -43,7 +44,9 @@ class Evaluator:
 
   def score(self, name: str, trained, frozen) -> Dict[str, float]:
     examples = self.eval_sets[name]
-    return self.model.score_examples(name, examples, self.outputs(trained, frozen, examples))
+    outputs = self.outputs(trained, frozen, examples)
+    self.last_outputs[name] = outputs  # What the trainer's predictions of this evaluation are decoded from.
+    return self.model.score_examples(name, examples, outputs)
 
   def __call__(self, trained, frozen) -> Dict[str, float]:
     scores = {name: self.score(name, trained, frozen) for name in self.eval_sets}

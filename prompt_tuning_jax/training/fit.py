@@ -6,7 +6,8 @@ computation, so multi-host initialisation comes first), the caller's data and ba
 start from, the trainable / frozen split and its report), placement on the mesh, resume,
 ahead-of-time compile, the loop (train, log, evaluate through the partitioner, export the
 best, checkpoint) and results.json. MODEL_DIR gets config.gin, parameters.json, memory.json,
-metrics.jsonl, tensorboard/, checkpoints/<step>/, export/best.safetensors and results.json.
+metrics.jsonl, tensorboard/, checkpoints/<step>/, export/best.safetensors, predictions/ (the best export's
+predictions on the eval split, written with it: `predictions_path`) and results.json.
 """
 
 import dataclasses
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning_jax import errors, export, trainable
+from prompt_tuning_jax import errors, export, predictions, trainable
 from prompt_tuning_jax.training import loop, partitioning
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, format_duration
@@ -194,8 +195,10 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
   writer = MetricWriter(run.model_dir)
   export_path = run.model_dir / "export" / "best.safetensors"
   metadata = {**export_metadata, **model.export_metadata()}
-  save_best = lambda step, trained, scores: export.save_export(
-      export_path, model.exportable(trained), {**metadata, "step": step, "metric": scores})
+
+  def save_best(step, trained, scores):
+    export.save_export(export_path, model.exportable(trained), {**metadata, "step": step, "metric": scores})
+    write_predictions(run.model_dir, model, data.eval_sets, evaluator.last_outputs, options.eval_split)
   state, last_eval, extra = loop.run(
       state, train_step=train_step, frozen=frozen, rng=jax.random.key(options.seed),
       batch_at=lambda step: partitioner.global_batch(data.batches.batch(step)),
@@ -210,6 +213,23 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
   summary = {"step": int(state.step), "last_eval": last_eval, "extra": extra, "report": report,
              "majority": model.majority_class_accuracy(data.eval_sets)}
   return results(run, export_metadata, data, options, export_path, **summary)
+
+
+def predictions_path(model_dir: Path, task_name: str, split: str, several: bool) -> Path:
+  """Where a run writes a task's predictions: MODEL_DIR/predictions/<split>.jsonl, or for a mixture (`several`
+  evaluated tasks) MODEL_DIR/predictions/<task>/<split>.jsonl."""
+  root = Path(model_dir) / "predictions"
+  return (root / task_name if several else root) / f"{split}.jsonl"
+
+
+def write_predictions(model_dir: Path, model: BaseModel, eval_sets: Mapping[str, Any],
+                      outputs: Mapping[str, Dict[str, Any]], split: str) -> None:
+  """Each eval set's predictions.jsonl lines (model.prediction_lines) from the evaluation's `outputs`, written
+  with the best export: the predictions of what export/best.safetensors holds, as `eval` of it writes them."""
+  for name, examples in eval_sets.items():
+    lines = model.prediction_lines(name, examples, outputs[name])
+    if lines is not None:
+      predictions.write_jsonl(predictions_path(model_dir, name, split, len(eval_sets) > 1), lines)
 
 
 def results(run: Run, export_metadata: Mapping[str, Any], data: TrainData, options: FitOptions, export_path: Path,
