@@ -49,7 +49,8 @@ register_encoder_classification(
                "test": "superglue/rte/test.jsonl"},
         reader=read_jsonl,
         to_features=_rte_row,
-        feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32}),
+        feature_types={"premise": tf.string, "hypothesis": tf.string, "label": tf.int64, "idx": tf.int32},
+        unlabeled_splits=("test",)),
     label_names=("entailment", "not_entailment"),
     text_a="premise", text_b="hypothesis")
 
@@ -60,6 +61,7 @@ register_encoder_classification(
         files={"train": "glue/sst2/train.tsv", "validation": "glue/sst2/dev.tsv"},
         reader=read_tsv,
         to_features=_sst2_row,
-        feature_types={"sentence": tf.string, "label": tf.int64, "idx": tf.int32}),
+        feature_types={"sentence": tf.string, "label": tf.int64, "idx": tf.int32},
+        unlabeled_splits=("test",)),  # GLUE's test tsv has no labels.
     label_names=("negative", "positive"),
     text_a="sentence")

@@ -212,7 +212,7 @@ class TfdsOrFiles:
   from_tfds: Optional[Callable[[dict], Union[dict, List[dict]]]] = None
   readers: Mapping[str, Callable[[Path], Iterable]] = dataclasses.field(default_factory=dict)
   data_dir: Optional[Path] = None
-  unlabeled_splits: Sequence[str] = ("test",)
+  unlabeled_splits: Sequence[str] = ()
   label_field: str = "label"
 
   def at(self, data_dir) -> "TfdsOrFiles":

@@ -25,7 +25,8 @@ PAIR_TYPES = {"text_a": tf.string, "text_b": tf.string, "label": tf.int64, "idx"
 def _source(task: str, to_rows, feature_types, tfds_config=None, from_tfds=None, files=None,
             **labels) -> TfdsOrFiles:
   """The task's jsonl files; by default train, validation and the unlabeled test set (SuperGLUE's test.jsonl).
-  labels: TfdsOrFiles' unlabeled_splits, label_field."""
+  labels: TfdsOrFiles' unlabeled_splits (default: the test set), label_field."""
+  labels.setdefault("unlabeled_splits", ("test",))
   files = files or {"train": f"superglue/{task}/train.jsonl", "validation": f"superglue/{task}/val.jsonl",
                     "test": f"superglue/{task}/test.jsonl"}
   return TfdsOrFiles(files=files, reader=read_jsonl, to_features=to_rows, feature_types=feature_types,
