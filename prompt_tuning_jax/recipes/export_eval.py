@@ -23,6 +23,7 @@ from prompt_tuning_jax.data import batching, vocabularies
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.serving import answers, engine, exports
 from prompt_tuning_jax.tasks import families, loading, scoring
+from prompt_tuning_jax.training import safety
 
 
 def split_outputs(group: engine.TaskGroup, examples: batching.Examples, batch_size: int) -> List[np.ndarray]:
@@ -79,6 +80,8 @@ def evaluate_export(export_path: str = gin.REQUIRED,
   """
   if not output_dir:
     raise errors.ConfigError("EVAL_OUTPUT_DIR is empty; set it to the directory for predictions and metrics.")
+  Path(output_dir).mkdir(parents=True, exist_ok=True)
+  safety.lock_dir(output_dir, "EVAL_OUTPUT_DIR")  # Not while another run writes there (e.g. a MODEL_DIR).
   backbone_path = resolve_backbone_dir(backbone_dir)
   config, backbone = load_backbone(backbone_path)
   served = exports.read_served_task("export", export_path, config, str(backbone_path), max_length)
