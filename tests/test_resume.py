@@ -283,10 +283,10 @@ def bag_of_embeddings(variables, input_ids, token_type_ids, attention_mask, task
   return (variables["params"]["emb"][input_ids] * mask).sum(1) / mask.sum(1)
 
 
-def run_tiny(model_dir, bad_steps, max_consecutive, history):
+def run_tiny(model_dir, bad_steps, max_consecutive, history, **loop_options):
   """loop.run over make_train_step(bag_of_embeddings, skip_nonfinite(AdamW)) for 12 steps; the batches of
   `bad_steps` (1-based) carry NaN weights, so their loss and gradients are NaN. Appends each step's parameters
-  to `history`."""
+  to `history`; loop_options go to loop.run."""
   tx = skip_nonfinite(optax.adamw(0.1), max_consecutive)
   model = EncoderModel(types.SimpleNamespace(apply=bag_of_embeddings, head_kind="sequence"))
   step_fn = jax.jit(make_train_step(model, tx), donate_argnums=0)
@@ -308,7 +308,7 @@ def run_tiny(model_dir, bad_steps, max_consecutive, history):
     return loop.run(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), train_step=recorded_step,
                     frozen={}, batch_at=batch_at, rng=jax.random.key(0), train_steps=12, eval_period=5, log_period=4,
                     evaluate=lambda t: {"accuracy": 50.0}, export=lambda *a: None, checkpoints=checkpoints,
-                    writer=writer, extra={}, max_consecutive_skips=max_consecutive)
+                    writer=writer, extra={}, max_consecutive_skips=max_consecutive, **loop_options)
   finally:
     checkpoints.close()
     writer.close()

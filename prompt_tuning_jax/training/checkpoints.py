@@ -81,7 +81,7 @@ class Checkpoints:
     needed = sum(int(x.nbytes) for x in jax.tree.leaves(state)) + (64 << 10)  # Arrays + Orbax's metadata files.
     last = self.latest_step()
     kept = f"the previous checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
-    safety.check_free_space(self.directory, needed, kept)
+    safety.check_free_space(path, needed, kept)
     with safety.disk_full(path, needed, kept, cleanup=lambda: self._remove_partial(step)):
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state._asdict()), extra=ocp.args.JsonSave(extra)),
