@@ -11,7 +11,10 @@ Exact resume: each checkpoint's `extra` records the data iterator's state under 
 batch). `resume` restores the latest checkpoint, refuses one written over a different batch
 order, and `run` continues from the recorded position; the dropout rng is folded with the
 restored step. A run killed after a checkpoint and resumed therefore replays exactly the
-steps an uninterrupted run takes.
+steps an uninterrupted run takes. The checkpoint's fingerprint (fingerprint.py: data content
+hash, method, parameter shapes, optimizer schedule) must match the run's too. A stop signal
+(safety.stop_on_signals, passed as `stop_requested`) ends training after the current step with
+a checkpoint of it, so the rerun continues from that very step.
 
 Numerical faults: by default a non-finite loss stops training (NonFiniteLossError) before
 anything after it is evaluated, exported or checkpointed. With an optimizer wrapped by
@@ -216,11 +219,18 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
       checkpoints.save(state, extra, score=last_eval[best_metric])
       progress.restart_clock(step)
     if stop is not None:
-      if not at_eval:
-        extra = {**extra, "data": data_state(position)}
-        checkpoints.save(state, extra)
-      raise safety.Stopped(
-          f"stopped by {safety.signal_name(stop)} after step {step} of {train_steps}: saved checkpoint "
-          f"{checkpoints.directory / str(step)} (batches resume at position {position}); rerun the same command "
-          "to resume.", stop)
+      stop_after_step(stop, state, extra, train_steps, position, checkpoints, None if at_eval else data_state)
   return state, last_eval, extra
+
+
+def stop_after_step(signum: int, state, extra: dict, train_steps: int, position: int, checkpoints: Checkpoints,
+                    data_state: Optional[Callable[[int], dict]]) -> None:
+  """Checkpoints `state` with its data position (data_state None: the step's checkpoint was just written) and
+  raises safety.Stopped naming it."""
+  step = int(state.step)
+  if data_state is not None:
+    checkpoints.save(state, {**extra, "data": data_state(position)})
+  raise safety.Stopped(
+      f"stopped by {safety.signal_name(signum)} after step {step} of {train_steps}: saved checkpoint "
+      f"{checkpoints.directory / str(step)} (batches resume at position {position}); rerun the same command to "
+      "resume.", signum)
