@@ -19,8 +19,9 @@ from safetensors.numpy import save_file
 from conftest import write_tiny_data
 from test_bad_input import fails_with_one_line, saved_files
 from test_resume import checkpoint_steps, main_here, run_tiny
-from prompt_tuning_jax import export
-from prompt_tuning_jax.training import safety
+from prompt_tuning_jax import cli, export
+from prompt_tuning_jax.data import batching
+from prompt_tuning_jax.training import fingerprint, loop, safety
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.steps import TrainState
 
@@ -84,14 +85,24 @@ def test_stale_lock_is_taken_over_and_resumes_of_other_data_or_settings_are_refu
                   "PROMPT_LENGTH); optimizer.learning_rate 0.01 there, 0.03 here (LEARNING_RATE). Resuming would "
                   "continue a different training; set them back, or start the new run in another MODEL_DIR.")
 
-  # A checkpoint written before fingerprints existed resumes, with a note.
-  extra_file = next(p for p in (checkpoint / "extra").iterdir() if p.is_file())
-  extra = json.loads(extra_file.read_text())
-  extra_file.write_text(json.dumps({k: v for k, v in extra.items() if k != "fingerprint"}))
-  assert main_here(flags(model_dir, data_dir, "--gin.LEARNING_RATE=0.03")) == 0  # (Resumed at its end.)
-  assert (f"Checkpoint {checkpoint} records no fingerprint of its data and settings (written by an earlier "
-          "version): resuming without checking that they match.") in capsys.readouterr().out
-  assert "LEARNING_RATE = 0.03" in (model_dir / "config.gin").read_text()  # Accepted: its config is written.
+
+def test_a_checkpoint_without_a_fingerprint_resumes_with_a_note_and_then_records_one(tmp_path, capsys):
+  ids = [np.arange(1, 3 + i, dtype=np.int32) for i in range(12)]
+  examples = batching.Examples(ids, [np.zeros_like(x) for x in ids], np.arange(12, dtype=np.int32) % 2)
+  batches, params = batching.TrainBatches(examples, 3, 32, seed=0), {"w": jnp.ones((2,))}
+  run_fingerprint = fingerprint.of_run(examples, params, ["w"], {"optimizer": "sgd", "learning_rate": 0.1})
+  checkpoints = Checkpoints(tmp_path)
+  checkpoints.save(TrainState(jnp.asarray(4), params, {}), {"best_step": 4, "data": batches.state_dict(4)})
+  checkpoints.close()  # As an earlier version wrote it: no "fingerprint".
+
+  like = TrainState(jnp.asarray(0), {"w": jnp.zeros((2,))}, {})
+  restored, extra = loop.resume(Checkpoints(tmp_path), like, {}, batches.state_dict, run_fingerprint)
+  assert int(restored.step) == 4 and extra["fingerprint"] == run_fingerprint  # Later checkpoints record it.
+  assert (f"Checkpoint {tmp_path.resolve() / 'checkpoints' / '4'} records no fingerprint of its data and settings "
+          "(written by an earlier version): resuming without checking that they match.") in capsys.readouterr().out
+  # The same examples with one label changed: same count and batch order, another content hash.
+  examples.labels[5] = 1 - examples.labels[5]
+  assert fingerprint.data_hash(examples) != run_fingerprint["data"]
 
 
 def test_sigint_in_the_loop_finishes_the_step_checkpoints_it_and_restores_the_handler(tmp_path):
@@ -168,3 +179,15 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint_and_export(sm
   with pytest.raises(Exception) as full:
     save_file({"x": np.zeros((1 << 16,), np.float32)}, str(model_dir / "x.safetensors"))
   assert type(full.value).__name__ == "SafetensorError" and safety.is_disk_full(full.value)
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_releases_the_lock(capsys, clean_gin, tmp_path):
+  def entry():  # Interrupted while loading: after fit.start took the lock, before the loop.
+    safety.lock_dir(tmp_path)
+    assert (tmp_path / "run.lock").exists()
+    raise KeyboardInterrupt
+
+  assert cli.run_cli(entry, []) == 128 + signal.SIGINT
+  assert capsys.readouterr().err == ("interrupted (SIGINT) outside the training loop: nothing more was saved; rerun "
+                                     "the same command to resume from the last checkpoint.\n")
+  assert not (tmp_path / "run.lock").exists()
