@@ -166,5 +166,7 @@ class Checkpoints:
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    # A save that failed on a full disk may report again here: still the one line, not Orbax's traceback.
+    with safety.disk_full(self.directory, None, "the checkpoints before the failed one are kept"):
+      self._manager.wait_until_finished()
+      self._manager.close()
