@@ -230,7 +230,9 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
     last_eval = evaluator(state.trainable, frozen)
   summary = {"step": int(state.step), "last_eval": last_eval, "extra": extra, "report": report,
              "majority": model.majority_class_accuracy(data.eval_sets)}
-  return results(run, export_metadata, data, options, export_path, **summary)
+  out = results(run, export_metadata, data, options, export_path, **summary)
+  safety.release_locks(run.model_dir)  # Done with MODEL_DIR (a caller in Python may go on to other work).
+  return out
 
 
 def results(run: Run, export_metadata: Mapping[str, Any], data: TrainData, options: FitOptions, export_path: Path,

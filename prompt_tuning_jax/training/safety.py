@@ -3,8 +3,8 @@ writes on a full disk.
 
 * `lock_dir(path)`: MODEL_DIR/run.lock names the holder (host, pid) and is held with flock while the run
   lives; a second run on the directory is refused naming the holder; a lock left by a process that is gone
-  (killed, or its host rebooted) is taken over with a printed line. `release_locks()` (the command line
-  calls it on every exit, and atexit) removes it.
+  (killed, or its host rebooted) is taken over with a printed line. `release_locks()` (fit.fit calls it
+  when done, the command line on every exit, errors included, and atexit) removes it.
 * `stop_on_signals()`: around the training loop, SIGTERM and SIGINT only ask the loop to stop; it finishes
   the step, checkpoints it and raises `Stopped`, which the command line prints as one line and turns into
   exit status 128 + the signal number (143 for SIGTERM, 130 for SIGINT: what a shell reports for a process
@@ -129,9 +129,12 @@ def _read(path: Path) -> str:
     return ""
 
 
-def release_locks() -> None:
-  """Removes and releases every lock this process holds (idempotent)."""
+def release_locks(directory=None) -> None:
+  """Removes and releases the lock this process holds on `directory`, or every lock it holds (idempotent)."""
+  only = None if directory is None else (Path(directory) / LOCK_NAME).resolve()
   for path, fd in list(_held.items()):
+    if only is not None and path != only:
+      continue
     try:
       if os.stat(path).st_ino == os.fstat(fd).st_ino:
         path.unlink()
