@@ -10,7 +10,9 @@ gin files and `include`s resolve against the search paths, then the package's gi
 Known bad input (bad gin syntax or binding, unset REQUIRED macro, unknown task, missing or
 malformed data, a prompt file or backbone that does not fit, an unwritable MODEL_DIR; the
 README's table) raises an `errors.UserError` and exits with status 2 and one `error:` line, never
-a traceback. Any other exception is a bug and keeps its traceback.
+a traceback. Any other exception is a bug and keeps its traceback. SIGTERM or SIGINT during training
+checkpoints the step and exits with 128 + the signal number after one line (training/safety.py); a
+second run on a MODEL_DIR in use is refused (status 2).
 
 The encoder trainer runs by default; a run file picks another with `launch.trainer`
 (gin/runs/prompt_finetune.gin binds the T5 trainer `@train_seq2seq`).
@@ -23,6 +25,7 @@ import inspect
 import io
 import os
 import re
+import signal
 import sys
 import tempfile
 import tokenize
@@ -32,6 +35,7 @@ from typing import Callable, List, Optional, Sequence
 import gin
 
 from prompt_tuning_jax import errors
+from prompt_tuning_jax.training import safety
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data: keep its logs quiet.
 
@@ -270,6 +274,21 @@ def run_cli(entry: Callable[..., object], argv: Sequence[str] = None,
   except errors.UserError as e:
     print(f"error: {one_line(e)}", file=sys.stderr)
     return 2
+  except safety.Stopped as e:  # SIGTERM / SIGINT in the training loop: checkpointed, resumable.
+    print(one_line(e), file=sys.stderr)
+    return e.exit_status
+  except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, compiling, the final evaluation).
+    print("interrupted (SIGINT) outside the training loop: nothing more was saved; rerun the same command to "
+          "resume from the last checkpoint.", file=sys.stderr)
+    return 128 + signal.SIGINT
+  except OSError as e:
+    if not safety.is_disk_full(e):
+      raise
+    print(f"error: no space left on the device for {e.filename or 'an output file'}; free some space (or choose "
+          "another MODEL_DIR) and rerun: training resumes from the last checkpoint.", file=sys.stderr)
+    return 2
+  finally:
+    safety.release_locks()  # MODEL_DIR's run.lock (fit.start), whatever the outcome.
   return 0
 
 

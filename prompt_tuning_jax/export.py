@@ -20,6 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from prompt_tuning_jax import errors
+from prompt_tuning_jax.training import safety
 
 FORMAT = "prompt_tuning_jax.export/1"
 
@@ -30,7 +31,13 @@ def save_export(path, tensors: Dict[str, np.ndarray], metadata: Dict[str, object
   path.parent.mkdir(parents=True, exist_ok=True)
   meta = {"format": FORMAT, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
   tmp = path.with_name(path.name + ".tmp")
-  save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(tmp), metadata=meta)
+  arrays = {k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}
+  # A full disk is one line and leaves the previous export in place (the rename never happens).
+  needed = sum(a.nbytes for a in arrays.values()) + len(json.dumps(meta)) + 128 * (len(arrays) + 1)
+  kept = "the previous export is kept" if path.exists() else "nothing was exported"
+  safety.check_free_space(path, needed, kept)
+  with safety.disk_full(path, needed, kept, cleanup=lambda: tmp.unlink(missing_ok=True)):
+    save_file(arrays, str(tmp), metadata=meta)
   os.replace(tmp, path)
   return path.stat().st_size
 

@@ -127,17 +127,66 @@ def test_killed_run_resumes_bit_identical(uninterrupted, data_dir, tmp_path):
   assert f"TRAIN_STEPS = {TRAIN_STEPS}" in (model_dir / "config.gin").read_text()  # The operative config.
   assert (model_dir / "export" / "best.safetensors").stat().st_size == results["export_bytes"]
 
-  # Every loss, before the kill and after the resume (the replayed steps twice), equals run A's at that step.
+  # Every loss equals run A's at that step, and each step is logged once: the resume dropped the records of
+  # the steps it replays (those after the checkpoint) from metrics.jsonl.
   expected, got = logged_losses(uninterrupted), logged_losses(model_dir)
   assert sorted(expected) == sorted(got) == list(range(1, TRAIN_STEPS + 1)), why
-  assert all(len(got[s]) == (2 if saved[-1] < s <= killed_at else 1) for s in got), (got, why)
-  assert {s: [expected[s][0]] * len(got[s]) for s in got} == got, why
+  assert got == expected, (got, why)
   # The final checkpoint (trainable parameters and optimizer state) and the best export are bit-identical.
   difference = assert_same_arrays(checkpoint_arrays(uninterrupted, TRAIN_STEPS), checkpoint_arrays(model_dir,
                                                                                                     TRAIN_STEPS))
   assert_same_arrays(load_file(uninterrupted / "export" / "best.safetensors"),
                      load_file(model_dir / "export" / "best.safetensors"))
   print(f"final state: max abs difference {difference} over {len(checkpoint_arrays(model_dir, TRAIN_STEPS))} arrays")
+
+
+def read_lock(model_dir: Path) -> dict:
+  try:
+    return json.loads((model_dir / "run.lock").read_text())
+  except (OSError, ValueError):
+    return {}
+
+
+def test_sigterm_checkpoints_the_step_and_a_second_run_on_the_model_dir_is_refused(uninterrupted, data_dir,
+                                                                                  tmp_path, capsys):
+  """One real run (a subprocess) serves both: while it holds MODEL_DIR a second run is refused naming it; SIGTERM
+  mid-run checkpoints the step it finishes and exits 143; the rerun resumes there and ends bit-identical."""
+  model_dir, log = tmp_path / "run", tmp_path / "first.log"
+  with open(log, "w", encoding="utf-8") as out:
+    first = subprocess.Popen(cli(model_dir, data_dir), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while read_lock(model_dir).get("pid") != first.pid:  # Taken in fit.start, before the data and the compile.
+      assert first.poll() is None and time.time() < deadline, log.read_text()
+      time.sleep(0.01)
+    assert main_here(cli_flags(model_dir, data_dir)) == 2
+    refused = capsys.readouterr().err.strip()
+    assert refused.startswith(f"error: MODEL_DIR {model_dir} is in use by another run (host ") and (
+        f" pid {first.pid} (since ") in refused and refused.count("\n") == 0, refused
+    metrics = model_dir / "metrics.jsonl"
+    while not (metrics.exists() and last_logged_step(metrics) >= 3):
+      assert first.poll() is None and time.time() < deadline, log.read_text()
+      time.sleep(0.002)
+    signalled_after = last_logged_step(metrics)
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=120)
+  assert first.returncode == 128 + signal.SIGTERM, log.read_text()
+  last_line = log.read_text().strip().splitlines()[-1]
+  stopped_at = int(last_line.split(" after step ")[1].split()[0])
+  assert last_line == (f"stopped by SIGTERM after step {stopped_at} of {TRAIN_STEPS}: saved checkpoint "
+                       f"{model_dir.resolve() / 'checkpoints' / str(stopped_at)} (batches resume at position "
+                       f"{stopped_at}); rerun the same command to resume.")
+  assert "Traceback" not in log.read_text()
+  # The step running when the signal came was finished and checkpointed; nothing after it ran.
+  assert signalled_after <= stopped_at < TRAIN_STEPS and checkpoint_steps(model_dir)[-1] == stopped_at
+  assert max(logged_losses(model_dir)) <= stopped_at and not (model_dir / "run.lock").exists()
+
+  assert main_here(cli_flags(model_dir, data_dir)) == 0
+  assert (f"Restored checkpoint {model_dir.resolve() / 'checkpoints' / str(stopped_at)} (step {stopped_at}); "
+          f"batches resume at position {stopped_at}.") in capsys.readouterr().out
+  assert logged_losses(model_dir) == logged_losses(uninterrupted)  # Each step once, with run A's loss.
+  assert_same_arrays(checkpoint_arrays(uninterrupted, TRAIN_STEPS), checkpoint_arrays(model_dir, TRAIN_STEPS))
+  assert_same_arrays(load_file(uninterrupted / "export" / "best.safetensors"),
+                     load_file(model_dir / "export" / "best.safetensors"))
 
 
 def main_here(args) -> int:
@@ -234,10 +283,10 @@ def bag_of_embeddings(variables, input_ids, token_type_ids, attention_mask, task
   return (variables["params"]["emb"][input_ids] * mask).sum(1) / mask.sum(1)
 
 
-def run_tiny(model_dir, bad_steps, max_consecutive, history):
+def run_tiny(model_dir, bad_steps, max_consecutive, history, **loop_options):
   """loop.run over make_train_step(bag_of_embeddings, skip_nonfinite(AdamW)) for 12 steps; the batches of
   `bad_steps` (1-based) carry NaN weights, so their loss and gradients are NaN. Appends each step's parameters
-  to `history`."""
+  to `history`; loop_options go to loop.run."""
   tx = skip_nonfinite(optax.adamw(0.1), max_consecutive)
   model = EncoderModel(types.SimpleNamespace(apply=bag_of_embeddings, head_kind="sequence"))
   step_fn = jax.jit(make_train_step(model, tx), donate_argnums=0)
@@ -259,7 +308,7 @@ def run_tiny(model_dir, bad_steps, max_consecutive, history):
     return loop.run(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), train_step=recorded_step,
                     frozen={}, batch_at=batch_at, rng=jax.random.key(0), train_steps=12, eval_period=5, log_period=4,
                     evaluate=lambda t: {"accuracy": 50.0}, export=lambda *a: None, checkpoints=checkpoints,
-                    writer=writer, extra={}, max_consecutive_skips=max_consecutive)
+                    writer=writer, extra={}, max_consecutive_skips=max_consecutive, **loop_options)
   finally:
     checkpoints.close()
     writer.close()

@@ -29,6 +29,7 @@ from prompt_tuning_jax.data import batching, vocabularies
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.serving import answers, engine, exports, inputs
 from prompt_tuning_jax.tasks import loading, scoring, sources, submission
+from prompt_tuning_jax.training import safety
 
 
 def split_outputs(group: engine.TaskGroup, examples: batching.Examples, batch_size: int) -> List[np.ndarray]:
@@ -60,6 +61,7 @@ def _output_dir(output_dir, setting: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise errors.NotWritableError(f"{setting} {out} cannot be created ({e.strerror}); choose another.") from e
+  safety.lock_dir(out, setting)  # Not while another run writes there (e.g. a MODEL_DIR).
   return out
 
 

@@ -7,7 +7,8 @@ start from, the trainable / frozen split and its report), placement on the mesh,
 ahead-of-time compile, the loop (train, log, evaluate through the partitioner, export the
 best, checkpoint) and results.json. MODEL_DIR gets config.gin, parameters.json, memory.json,
 metrics.jsonl, tensorboard/, checkpoints/<step>/, export/best.safetensors, predictions/ (the best export's
-predictions on the eval split, written with it: `predictions_path`) and results.json.
+predictions on the eval split, written with it: `predictions_path`) and results.json, and holds run.lock while
+the run lives (training/safety.py: one run per MODEL_DIR, a clean stop on SIGTERM / SIGINT, full disks).
 """
 
 import dataclasses
@@ -22,11 +23,11 @@ import jax.numpy as jnp
 import optax
 
 from prompt_tuning_jax import errors, export, predictions, trainable
-from prompt_tuning_jax.training import loop, partitioning
+from prompt_tuning_jax.training import fingerprint, loop, partitioning, safety
 from prompt_tuning_jax.training.checkpoints import Checkpoints
-from prompt_tuning_jax.training.metric_writer import MetricWriter, format_duration
+from prompt_tuning_jax.training.metric_writer import MetricWriter, drop_records_after, format_duration
 from prompt_tuning_jax.models.base import BaseModel
-from prompt_tuning_jax.training.steps import TrainState, make_train_step, skip_nonfinite
+from prompt_tuning_jax.training.steps import TrainState, description, make_train_step, skip_nonfinite
 from prompt_tuning_jax.training.evaluator import Evaluator
 
 
@@ -61,12 +62,20 @@ class Run:
 
 
 def start(model_dir, batch_size: int, use_hardware_rng: bool = False) -> Run:
-  """The first phase of every run (train, eval, infer), before any computation."""
+  """The first phase of every run (train, eval, infer), before any computation.
+
+  Takes MODEL_DIR's lock (safety.lock_dir; on the first host only: every host of a multi-host run shares
+  the directory): a second run on it is refused here, before anything in it is written. The command line
+  releases the lock on exit.
+  """
   started = time.perf_counter()
   loop.use_hardware_rng(use_hardware_rng)
   partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
   partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
-  return Run(partitioner, prepare_model_dir(model_dir), started)
+  model_dir = prepare_model_dir(model_dir)
+  if jax.process_index() == 0:
+    safety.lock_dir(model_dir)
+  return Run(partitioner, model_dir, started)
 
 
 @dataclasses.dataclass
@@ -134,7 +143,7 @@ class FitOptions:
 
 def initial_parameters(run: Run, model: BaseModel, backbone, data: TrainData, options: FitOptions):
   """(trained, frozen, parameter report): the backbone plus a fresh prompt and head (or an export's
-  tensors), split by the trainable patterns; writes config.gin and parameters.json."""
+  tensors), split by the trainable patterns."""
   params = model.init_params(jax.random.key(options.seed), backbone, model.batcher.input_shapes(data.train))
   if options.init_trainable_from:
     params = export.restore_matching(params, options.init_trainable_from, options.init_trainable_patterns)
@@ -144,11 +153,14 @@ def initial_parameters(run: Run, model: BaseModel, backbone, data: TrainData, op
   print(f"Trainable parameters: {report['trainable']:,} = {report['share_of_backbone_percent']:.3f}% of the "
         f"backbone's {report['backbone']:,} ({len(trainable.flatten(trained))} tensors); exported artifact "
         f"{report['export_tensor_bytes']:,} bytes of tensors", flush=True)
-  # Written once the data and prompt file have loaded: a run that fails on them leaves an earlier
-  # run's config.gin as it was.
+  return trained, frozen, report
+
+
+def write_run_config(run: Run, report: dict) -> None:
+  """config.gin and parameters.json, written once the run is accepted (data and prompt file loaded, resume
+  checked): a run refused on them leaves an earlier run's files as they were."""
   (run.model_dir / "config.gin").write_text(gin.operative_config_str())
   (run.model_dir / "parameters.json").write_text(json.dumps(report, indent=1))
-  return trained, frozen, report
 
 
 def place_state(partitioner: partitioning.Partitioner, axes: Dict[str, Any], trained, frozen,
@@ -181,13 +193,17 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
   export_metadata: what every export records beside the model's own (task, tasks, label names, backbone).
   """
   partitioner, key, eval_size = run.partitioner, data.selection_metric, options.eval_batch_size or options.batch_size
+  described = description(tx)  # Before the skip wrapper: the settings of the optimizer the user chose.
   tx = skip_nonfinite(tx, options.max_consecutive_skips)
   trained, frozen, report = initial_parameters(run, model, backbone, data, options)
+  run_fingerprint = fingerprint.of_run(data.train, trained, options.trainable_patterns, described)
   axes = model.param_axes(model.batcher.input_shapes(data.train))
   state, frozen, state_sh, frozen_sh = place_state(partitioner, axes, trained, frozen, tx)
   checkpoints = Checkpoints(run.model_dir, keep=options.keep_checkpoints)
   state, extra = loop.resume(checkpoints, state, {f"best_{key}": None, "best_step": None},
-                             data.batches.state_dict)
+                             data.batches.state_dict, run_fingerprint)
+  write_run_config(run, report)  # The run is accepted.
+  drop_records_after(run.model_dir / "metrics.jsonl", int(state.step))  # Those steps are trained again.
   state, train_step = compile_train_step(partitioner, make_train_step(model, tx), state, frozen, state_sh,
                                          frozen_sh, data.batches, options.seed, run.model_dir)
   evaluator = Evaluator(model, partitioner, state_sh.trainable, frozen_sh, data.eval_sets, eval_size, key,
@@ -199,20 +215,26 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
   def save_best(step, trained, scores):
     export.save_export(export_path, model.exportable(trained), {**metadata, "step": step, "metric": scores})
     write_predictions(run.model_dir, model, data.eval_sets, evaluator.last_outputs, options.eval_split)
-  state, last_eval, extra = loop.run(
-      state, train_step=train_step, frozen=frozen, rng=jax.random.key(options.seed),
-      batch_at=lambda step: partitioner.global_batch(data.batches.batch(step)),
-      train_steps=options.train_steps, eval_period=options.eval_period, log_period=options.log_period,
-      evaluate=lambda trained: evaluator(trained, frozen), export=save_best, checkpoints=checkpoints,
-      writer=writer, extra=extra, eval_split=options.eval_split, best_metric=key,
-      data_state=data.batches.state_dict, max_consecutive_skips=options.max_consecutive_skips)
-  checkpoints.close()
-  writer.close()
+  try:
+    with safety.stop_on_signals() as stop_requested:  # Only around the loop: a signal stops after a step.
+      state, last_eval, extra = loop.run(
+          state, train_step=train_step, frozen=frozen, rng=jax.random.key(options.seed),
+          batch_at=lambda step: partitioner.global_batch(data.batches.batch(step)),
+          train_steps=options.train_steps, eval_period=options.eval_period, log_period=options.log_period,
+          evaluate=lambda trained: evaluator(trained, frozen), export=save_best, checkpoints=checkpoints,
+          writer=writer, extra=extra, eval_split=options.eval_split, best_metric=key,
+          data_state=data.batches.state_dict, max_consecutive_skips=options.max_consecutive_skips,
+          stop_requested=stop_requested)
+  finally:
+    checkpoints.close()
+    writer.close()
   if last_eval is None:  # Resumed at the end: evaluate the final state once.
     last_eval = evaluator(state.trainable, frozen)
   summary = {"step": int(state.step), "last_eval": last_eval, "extra": extra, "report": report,
              "majority": model.majority_class_accuracy(data.eval_sets)}
-  return results(run, export_metadata, data, options, export_path, **summary)
+  out = results(run, export_metadata, data, options, export_path, **summary)
+  safety.release_locks(run.model_dir)  # Done with MODEL_DIR (a caller in Python may go on to other work).
+  return out
 
 
 def predictions_path(model_dir: Path, task_name: str, split: str, several: bool) -> Path:

@@ -11,7 +11,10 @@ Exact resume: each checkpoint's `extra` records the data iterator's state under 
 batch). `resume` restores the latest checkpoint, refuses one written over a different batch
 order, and `run` continues from the recorded position; the dropout rng is folded with the
 restored step. A run killed after a checkpoint and resumed therefore replays exactly the
-steps an uninterrupted run takes.
+steps an uninterrupted run takes. The checkpoint's fingerprint (fingerprint.py: data content
+hash, method, parameter shapes, optimizer schedule) must match the run's too. A stop signal
+(safety.stop_on_signals, passed as `stop_requested`) ends training after the current step with
+a checkpoint of it, so the rerun continues from that very step.
 
 Numerical faults: by default a non-finite loss stops training (NonFiniteLossError) before
 anything after it is evaluated, exported or checkpointed. With an optimizer wrapped by
@@ -25,7 +28,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import jax
 
 from prompt_tuning_jax import errors
-from prompt_tuning_jax.training.checkpoints import Checkpoints
+from prompt_tuning_jax.training import fingerprint as fingerprints
+from prompt_tuning_jax.training import safety
+from prompt_tuning_jax.training.checkpoints import Checkpoints, ResumeMismatchError
 from prompt_tuning_jax.training.metric_writer import MetricWriter, Progress
 from prompt_tuning_jax.training.steps import nonfinite_counts
 
@@ -44,7 +49,7 @@ class NonFiniteLossError(errors.TrainingError):
   """Training produced a NaN or infinite loss; nothing after the last good step was saved."""
 
 
-class DataPositionMismatchError(errors.CheckpointError):
+class DataPositionMismatchError(ResumeMismatchError):
   """The checkpoint to resume was written over a different batch order (seed, batch size or examples)."""
 
 
@@ -77,29 +82,61 @@ def check_skips(counts: Sequence[Dict[str, int]], first_step: int, max_consecuti
   return [first_step + i for i, count in enumerate(counts) if int(count["consecutive"]) > 0]
 
 
-def resume(checkpoints: Checkpoints, state, extra: dict, data_state: Callable[[int], dict]) -> Tuple[object, dict]:
+def resume(checkpoints: Checkpoints, state, extra: dict, data_state: Callable[[int], dict],
+           fingerprint: Optional[dict] = None) -> Tuple[object, dict]:
   """(state, extra) from the latest checkpoint, or as given when there is none.
 
-  The checkpoint's recorded data state must match `data_state` (the run's seed, batch size and
-  examples) or DataPositionMismatchError names both values and the fix; its position is where
-  `run` resumes the batches. Checkpoints that predate the record resume at their step.
+  Before any array is read, the checkpoint's recorded data state must match `data_state` (the run's seed,
+  batch size and examples) or DataPositionMismatchError names both values and the fix, and its recorded
+  `fingerprint` (fingerprint.of_run: the training data's content hash, the method, parameter shapes and
+  optimizer schedule) must match the run's or ResumeMismatchError names both. Its position is where `run`
+  resumes the batches. Checkpoints that predate the data record resume at their step; those that predate
+  the fingerprint resume unchecked, with a printed note. The returned extra carries the run's fingerprint,
+  so later checkpoints record it.
   """
   if checkpoints.latest_step() is None:
-    return state, extra
-  state, restored = checkpoints.restore(state)
+    return state, {**extra, "fingerprint": fingerprint} if fingerprint is not None else extra
+
+  def check(step: int, restored: dict) -> None:
+    path = checkpoints.directory / str(step)
+    saved = restored.get("data") or data_state(step)
+    current = data_state(int(saved["position"]))
+    changed = [k for k in current if k != "position" and k in saved and saved[k] != current[k]]
+    if changed:
+      differences = "; ".join(f"{k} {saved[k]} there, {current[k]} here ({_DATA_SETTINGS.get(k, k)})"
+                              for k in changed)
+      raise DataPositionMismatchError(
+          f"checkpoint {path} was written over a different batch order: {differences}. Resuming would not train "
+          "on the batches the run would have seen. Start the new run in another MODEL_DIR, or set these back to "
+          "the checkpoint's values.")
+    recorded = restored.get("fingerprint")
+    if fingerprint is None:
+      return
+    if recorded is None:
+      print(f"Checkpoint {path} records no fingerprint of its data and settings (written by an earlier version): "
+            "resuming without checking that they match.", flush=True)
+      return
+    if recorded.get("data") != fingerprint["data"]:
+      raise ResumeMismatchError(
+          f"checkpoint {path} was trained on other data: the training examples' content hash is "
+          f"{recorded.get('data')} there, {fingerprint['data']} here (the same number of examples, so rows were "
+          "changed or reordered). Resuming would continue on data the run did not start with; restore the "
+          "original training data, or start the new run in another MODEL_DIR.")
+    differences = fingerprints.setting_differences(recorded.get("settings") or {}, fingerprint["settings"])
+    if differences:
+      raise ResumeMismatchError(
+          f"checkpoint {path} was written with other settings: {'; '.join(differences)}. Resuming would continue "
+          "a different training; set them back, or start the new run in another MODEL_DIR.")
+
+  state, restored = checkpoints.restore(state, check=check)
   step = int(state.step)
   saved = restored.get("data") or data_state(step)
-  current = data_state(int(saved["position"]))
-  changed = [k for k in current if k != "position" and k in saved and saved[k] != current[k]]
-  if changed:
-    differences = "; ".join(f"{k} {saved[k]} there, {current[k]} here ({_DATA_SETTINGS.get(k, k)})" for k in changed)
-    raise DataPositionMismatchError(
-        f"checkpoint {checkpoints.directory / str(step)} was written over a different batch order: {differences}. "
-        "Resuming would not train on the batches the run would have seen. Start the new run in another MODEL_DIR, "
-        "or set these back to the checkpoint's values.")
   print(f"Restored checkpoint {checkpoints.directory / str(step)} (step {step}); batches resume at position "
         f"{saved['position']}.", flush=True)
-  return state, {**extra, **restored, "data": saved}
+  out = {**extra, **restored, "data": saved}
+  if fingerprint is not None:
+    out["fingerprint"] = fingerprint
+  return state, out
 
 
 def format_metrics(scalars: Dict[str, float]) -> str:
@@ -114,7 +151,8 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
         export: Callable[[int, object, Dict[str, float]], None], checkpoints: Checkpoints, writer: MetricWriter,
         extra: dict, eval_split: str = "validation", best_metric: str = "accuracy",
         data_state: Callable[[int], dict] = lambda position: {"position": position},
-        max_consecutive_skips: Optional[int] = None) -> Tuple[object, Optional[Dict[str, float]], dict]:
+        max_consecutive_skips: Optional[int] = None,
+        stop_requested: Callable[[], Optional[int]] = lambda: None) -> Tuple[object, Optional[Dict[str, float]], dict]:
   """Trains from state.step to train_steps. Returns (state, last eval metrics or None, extra),
   extra = {"best_<metric>", "best_step", "data"} as restored from (`resume`) and saved into checkpoints.
 
@@ -125,6 +163,10 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
   optimizer is then train_step.skip_nonfinite(tx, max_consecutive_skips), skipped updates are
   printed and counted in the train metrics ("skipped_updates", in all) and left out of the
   period's averages, and only more than that many in a row stop training.
+
+  stop_requested() -> a signal number (safety.stop_on_signals) ends training after the current step: its
+  losses are checked, it is checkpointed with its data position (unless that step's checkpoint was just
+  written) and safety.Stopped is raised naming the checkpoint.
   """
   best_key = f"best_{best_metric}"
   skipping = max_consecutive_skips is not None
@@ -141,7 +183,8 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
     pending.append((step_metrics, nonfinite_counts(state.opt_state) if skipping else None))
     at_eval = step % eval_period == 0 or step == train_steps
     at_log = step % log_period == 0 or step == train_steps
-    if at_eval or at_log:
+    stop = stop_requested() if step < train_steps else None
+    if at_eval or at_log or stop is not None:
       fetched, counts = zip(*jax.device_get(pending))  # One host transfer for the checks and the log.
       first = step - len(pending) + 1
       if skipping:
@@ -175,4 +218,19 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
       extra = {**extra, "data": data_state(position)}
       checkpoints.save(state, extra, score=last_eval[best_metric])
       progress.restart_clock(step)
+    if stop is not None:
+      stop_after_step(stop, state, extra, train_steps, position, checkpoints, None if at_eval else data_state)
   return state, last_eval, extra
+
+
+def stop_after_step(signum: int, state, extra: dict, train_steps: int, position: int, checkpoints: Checkpoints,
+                    data_state: Optional[Callable[[int], dict]]) -> None:
+  """Checkpoints `state` with its data position (data_state None: the step's checkpoint was just written) and
+  raises safety.Stopped naming it."""
+  step = int(state.step)
+  if data_state is not None:
+    checkpoints.save(state, {**extra, "data": data_state(position)})
+  raise safety.Stopped(
+      f"stopped by {safety.signal_name(signum)} after step {step} of {train_steps}: saved checkpoint "
+      f"{checkpoints.directory / str(step)} (batches resume at position {position}); rerun the same command to "
+      "resume.", signum)

@@ -1,6 +1,7 @@
 """Training metrics to the console, MODEL_DIR/metrics.jsonl and TensorBoard events."""
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Dict
@@ -13,6 +14,30 @@ def format_duration(seconds: float) -> str:
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def drop_records_after(path: Path, step: int) -> int:
+  """Removes the records of steps after `step` from metrics.jsonl `path` (a resume from checkpoint `step`
+  trains and logs them again: no step appears twice); returns how many. A line that is not JSON (cut off
+  by a kill) goes too. Rewritten to a temporary name and renamed."""
+  path = Path(path)
+  if not path.exists():
+    return 0
+  kept, dropped = [], 0
+  for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+      record_step = json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+      record_step = None
+    if record_step is not None and record_step <= step:
+      kept.append(line + "\n")
+    else:
+      dropped += 1
+  if dropped:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+  return dropped
 
 
 class MetricWriter:

@@ -34,19 +34,41 @@ def linear_schedule(learning_rate: float, train_steps: int, warmup_steps: int = 
       [max(warmup_steps, 1)])
 
 
+class DescribedTransformation(optax.GradientTransformation):
+  """An optax transformation that also carries `description`, its settings (see `describe`)."""
+
+
+def describe(tx: optax.GradientTransformation, **settings) -> optax.GradientTransformation:
+  """`tx` with the settings that define it (optimizer name, learning-rate schedule), which checkpoints record
+  so that a resume with another learning rate or schedule is refused (training/fingerprint.py)."""
+  described = DescribedTransformation(*tx)
+  described.description = dict(settings)
+  return described
+
+
+def description(tx: optax.GradientTransformation) -> Optional[Dict[str, Any]]:
+  """What `describe` recorded for `tx`, or None (a transformation built elsewhere)."""
+  return getattr(tx, "description", None)
+
+
 @gin.configurable
 def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
           weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
   """AdamW with linear warmup then linear decay to `end_value` (the P-Tuning v2 recipe)."""
-  return optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value), weight_decay=weight_decay)
+  return describe(optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value),
+                               weight_decay=weight_decay),
+                  optimizer="adamw", learning_rate=learning_rate, train_steps=train_steps, warmup_steps=warmup_steps,
+                  weight_decay=weight_decay, end_value=end_value)
 
 
 @gin.configurable
 def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_rate: float = 1e-5,
               clipping_threshold: float = 1.0) -> optax.GradientTransformation:
   """t5x / Lester prompt-tuning Adafactor: constant lr, no parameter scaling."""
-  return optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
-                         clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
+  return describe(optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
+                                   clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate),
+                  optimizer="adafactor", learning_rate=learning_rate, decay_rate=decay_rate,
+                  weight_decay_rate=weight_decay_rate, clipping_threshold=clipping_threshold)
 
 
 def skip_nonfinite(tx: optax.GradientTransformation, max_consecutive: Optional[int]) -> optax.GradientTransformation:
