@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning_jax import errors
 from prompt_tuning_jax.data import batching, vocabularies
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.serving import answers, engine, exports
 from prompt_tuning_jax.tasks import families, loading, scoring
+from prompt_tuning_jax.training import validation
 
 
 def split_outputs(group: engine.TaskGroup, examples: batching.Examples, batch_size: int) -> List[np.ndarray]:
@@ -77,8 +77,10 @@ def evaluate_export(export_path: str = gin.REQUIRED,
     max_length: TASK_FEATURE_LENGTHS['inputs']; None = the training run's.
   Returns metrics.json's dict.
   """
-  if not output_dir:
-    raise errors.ConfigError("EVAL_OUTPUT_DIR is empty; set it to the directory for predictions and metrics.")
+  validation.check_eval_settings("evaluate_export", output_dir=output_dir, batch_size=batch_size)
+  validation.check_int(max_length, "MAX_LENGTH", "evaluate_export.max_length", 1,
+                       "set --gin.MAX_LENGTH to the tokens per example, or None for the training run's",
+                       allow_none=True)
   backbone_path = resolve_backbone_dir(backbone_dir)
   config, backbone = load_backbone(backbone_path)
   served = exports.read_served_task("export", export_path, config, str(backbone_path), max_length)
