@@ -241,10 +241,10 @@ ENCODER_SETTINGS = {
                                                  "--gin.TRAIN_STEPS to the total number of training steps (0 "
                                                  "evaluates"),
     "LEARNING_RATE='abc'": (["--gin.LEARNING_RATE='abc'"], "LEARNING_RATE='abc' (adamw.learning_rate) must be a number "
-                                                           "> 0; set --gin.LEARNING_RATE to a positive number, e.g. "
+                                                           ">= 0; set --gin.LEARNING_RATE to a positive number, e.g. "
                                                            "1e-2 (no quotes)."),
     "LEARNING_RATE<0": (["--gin.LEARNING_RATE=-0.01"], "LEARNING_RATE=-0.01 (adamw.learning_rate) must be a number "
-                                                       "> 0"),
+                                                       ">= 0"),
     "EVAL_PERIOD=0": (["--gin.EVAL_PERIOD=0"], "EVAL_PERIOD=0 (train.eval_period) must be an integer >= 1; set "
                                                "--gin.EVAL_PERIOD to the steps between evaluations"),
     "EVAL_PERIOD<0": (["--gin.EVAL_PERIOD=-3"], "EVAL_PERIOD=-3 (train.eval_period) must be an integer >= 1"),
@@ -276,7 +276,7 @@ ENCODER_SETTINGS = {
                                                             ">= 1; set --gin.PROMPT_LENGTH to the number of virtual "
                                                             "tokens, e.g. 20."),
     "T5 LEARNING_RATE<0": (["t5", "--gin.LEARNING_RATE=-0.3"], "LEARNING_RATE=-0.3 (adafactor.learning_rate) must be "
-                                                               "a number > 0"),
+                                                               "a number >= 0"),
     "T5 BATCH_SIZE=0": (["t5", "--gin.BATCH_SIZE=0"], "BATCH_SIZE=0 (train_seq2seq.batch_size) must be an integer"),
     "T5 a step that cannot fit in memory": (["t5", "--gin.PROMPT_LENGTH=1000000"], "a train step needs at least "),
 }

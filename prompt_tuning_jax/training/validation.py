@@ -117,10 +117,11 @@ def check_eval_settings(parameter: str, *, output_dir: Any, batch_size: Any, fea
 
 
 def check_learning_rate(value: Any, parameter: str) -> None:
-  """LEARNING_RATE: a finite number > 0 (0 trains nothing; a negative one climbs the loss)."""
-  if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+  """LEARNING_RATE: a finite number >= 0 (a negative one climbs the loss; 0 keeps the initialisation, which a
+  test of an imported prompt may want)."""
+  if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
     return
-  raise errors.ConfigError(f"{setting('LEARNING_RATE', parameter, value)} must be a number > 0; set "
+  raise errors.ConfigError(f"{setting('LEARNING_RATE', parameter, value)} must be a number >= 0; set "
                            "--gin.LEARNING_RATE to a positive number, e.g. 1e-2 (no quotes).")
 
 
