@@ -116,7 +116,8 @@ def resolve_gin_file(name: str, search_paths: Sequence[Path]) -> str:
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
   """Parses and finalizes the config. Bad syntax, an unknown binding or an unset REQUIRED macro raises a
   one-line errors.ConfigError naming the file and line (or the --gin binding) and the fix; an include that
-  is not found, an errors.MissingFileError."""
+  is not found, an errors.MissingFileError. So do a macro in `bindings` that the config never reads
+  (check_macros_are_read), two method files, and a method file before runs/train.gin (check_method_files)."""
   paths = [Path(p) for p in search_paths if p] + [GIN_DIR]
   # Our directories go before gin's default '' prefix: for an include like
   # 'tasks/rte.gin', gin's package-resource reader would otherwise try to import the
