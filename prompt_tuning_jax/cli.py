@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 import gin
+from gin import config_parser
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.training import safety
@@ -129,7 +130,8 @@ def resolve_gin_file(name: str, search_paths: Sequence[Path]) -> str:
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
   """Parses and finalizes the config. Bad syntax, an unknown binding or an unset REQUIRED macro raises a
   one-line errors.ConfigError naming the file and line (or the --gin binding) and the fix; an include that
-  is not found, an errors.MissingFileError."""
+  is not found, an errors.MissingFileError. So do a macro in `bindings` that the config never reads
+  (check_macros_are_read), two method files, and a method file before runs/train.gin (check_method_files)."""
   paths = [Path(p) for p in search_paths if p] + [GIN_DIR]
   # Our directories go before gin's default '' prefix: for an include like
   # 'tasks/rte.gin', gin's package-resource reader would otherwise try to import the
@@ -140,10 +142,11 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
       gin.config._LOCATION_PREFIXES.insert(0, str(p))  # pylint: disable=protected-access
   files = [resolve_gin_file(f, paths) for f in gin_files]
   source = "--gin bindings"  # What is being parsed, for errors that carry no file name (tokenize's).
+  parsed = []  # Each file's include tree (gin's ParsedConfigFileIncludesAndImports).
   try:
     # parse_config_files_and_bindings, one step at a time to know the source.
     for source in files:
-      gin.parse_config_file(source)
+      parsed.append(gin.parse_config_file(source))
     source = "--gin bindings"
     gin.parse_config(list(bindings))
     gin.finalize()
@@ -169,6 +172,94 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
     raise errors.ConfigError(one_line(e)) from None  # Parsing reads only the user's config: its fault.
   except OSError as e:  # gin's IOError for an include found on no search path.
     raise errors.MissingFileError(one_line(e)) from None
+  check_method_files(parsed)
+  check_macros_are_read(bindings)
+
+
+def _included_files(tree, via: Optional[str] = None):
+  """(file name as gin read it, the file that included it or None) of an include tree, in parse order."""
+  yield tree.filename, via
+  for nested in tree.includes:
+    yield from _included_files(nested, tree.filename)
+
+
+def _gin_path(name: str) -> Path:
+  """The file gin opened for `name` (relative names resolve against its search prefixes, in order)."""
+  for prefix in ([""] if os.path.isabs(name) else gin.config._LOCATION_PREFIXES):  # pylint: disable=protected-access
+    if os.path.exists(os.path.join(prefix, name)):
+      return Path(prefix, name).resolve()
+  return Path(name)
+
+
+def is_method_file(path: Path) -> bool:
+  """A method file (gin/methods/*.gin, or a copy in a methods/ directory): it sets what trains."""
+  return path.parent.name == "methods"
+
+
+def check_method_files(parsed: Sequence) -> None:
+  """Refuses two method files in one command (the later would silently replace the earlier's prompt, trained
+  parameters and learning rate), and a method file before gin/runs/train.gin, whose defaults (LEARNING_RATE,
+  WARMUP_STEPS) would silently replace the method's: a method file must follow its run file."""
+  methods, runs_train = {}, []  # path -> how it was named; [(position, how)] of runs/train.gin.
+  inside = None  # The method file being read: the files it includes belong to it (prefix_tuning.gin).
+  order = [(name, via, _gin_path(name)) for tree in parsed for name, via in _included_files(tree)]
+  for position, (name, via, path) in enumerate(order):
+    named = name if via is None else f"{name} (included by {via})"
+    if inside is not None and via is not None and _gin_path(via) in inside:
+      inside.add(path)
+      continue
+    inside = None
+    if is_method_file(path):
+      methods.setdefault(path, (position, named))
+      inside = {path}
+    elif path.name == "train.gin" and path.parent.name == "runs":
+      runs_train.append((position, named))
+  if len(methods) > 1:
+    first, second = [named for _, named in sorted(methods.values())][:2]
+    raise errors.ConfigError(f"two method files in one command: {first} and {second}; each sets what trains (the "
+                             "prompt, the trained parameters, LEARNING_RATE) and the later would silently replace "
+                             "the earlier. Keep one method file.")
+  for position, named in methods.values():
+    later = [run for run in runs_train if run[0] > position]
+    if later:
+      raise errors.ConfigError(f"the method file {named} comes before {later[0][1]}, whose defaults "
+                               "(LEARNING_RATE, WARMUP_STEPS) would silently replace the method's; give the method "
+                               "file after the task or run file, e.g. --gin_file=gin/sst2.gin "
+                               "--gin_file=gin/methods/lester.gin.")
+
+
+class _NamesOnly(config_parser.ParserDelegate):
+  """Parses bindings for their names only: references are not resolved (gin.parse_config already did)."""
+
+  def configurable_reference(self, scoped_selector, evaluate):
+    return None
+
+  def macro(self, macro_name):
+    return None
+
+
+def referenced_macros() -> List[str]:
+  """The macros the parsed config reads: every `%NAME` in a binding (a macro's value included)."""
+  names = set()
+  for ref in gin.config.iterate_references(gin.config._CONFIG):  # pylint: disable=protected-access
+    if ref.selector == "gin.macro":
+      names.add("/".join(ref.scopes))
+  return sorted(names)
+
+
+def check_macros_are_read(bindings: Sequence[str]) -> None:
+  """A macro bound by a --gin binding must be read by the config (a `%NAME` somewhere); else it is most likely a
+  misspelling and the run would silently use the default: an error with the closest macros that are read."""
+  given = [s.selector if not s.scope else f"{s.scope}/{s.selector}"
+           for s in config_parser.ConfigParser("\n".join(bindings), _NamesOnly())
+           if isinstance(s, config_parser.BindingStatement) and not s.arg_name]
+  read = referenced_macros()
+  for name in dict.fromkeys(given):
+    if name not in read:
+      close = difflib.get_close_matches(name, read, n=3)
+      hint = f" Did you mean {' or '.join(close)}?" if close else f" Macros it reads: {', '.join(read)}."
+      raise errors.ConfigError(f"--gin.{name} is bound on the command line but nothing in this configuration reads "
+                               f"it (no %{name} in the gin files given).{hint}")
 
 
 def _where(filename: Optional[str], line: Optional[int], text: Optional[str], bindings: Sequence[str]) -> str:

@@ -8,14 +8,18 @@ test_batch_not_divisible_by_the_data_parallel_size_from_the_cli.
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 import pytest
 
-from conftest import write_tiny_data
-from prompt_tuning_jax import export, train
+import gin
+
+from conftest import GOLDENS, REPO, write_tiny_data
+from prompt_tuning_jax import cli, export, train
+from prompt_tuning_jax import eval as eval_cli
 from prompt_tuning_jax.tasks import sources
 
 def previous_run(model_dir: Path) -> Dict[str, bytes]:
@@ -33,11 +37,11 @@ def saved_files(model_dir: Path) -> Dict[str, bytes]:
   return {str(p.relative_to(model_dir)): p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()}
 
 
-def fails_with_one_line(capsys, args, model_dir: Path = None) -> str:
-  """Runs the CLI in-process on `args`; asserts status 2, one `error:` line, no traceback and, given the
-  pre-populated `model_dir`, that its files are unchanged. Returns the line."""
+def fails_with_one_line(capsys, args, model_dir: Path = None, main=train.main) -> str:
+  """Runs the CLI `main` (the trainer's by default) in-process on `args`; asserts status 2, one `error:` line,
+  no traceback and, given the pre-populated `model_dir`, that its files are unchanged. Returns the line."""
   before = previous_run(model_dir) if model_dir is not None else None
-  code = train.main([str(a) for a in args])
+  code = main([str(a) for a in args])
   out, err = capsys.readouterr()
   assert code == 2, out + err
   assert "Traceback" not in out + err
@@ -274,3 +278,154 @@ def test_unwritable_model_dir(case, capsys, clean_gin, tmp_path):
     message = fails_with_one_line(capsys, [*args, f"--gin.MODEL_DIR='{model_dir}'"])
     assert (tmp_path / "runs").read_text() == "a file, not a directory"
   assert message == f"error: MODEL_DIR {model_dir} is not writable ({strerror}). Choose another --gin.MODEL_DIR."
+
+
+# Settings refused by the validation pass (training/validation.py) before the data, the compile or a step:
+# (bindings after training_args' on gin/sst2_deep_prompt.gin, the error line). Each fails in about a second.
+ENCODER_SETTINGS = {
+    "BATCH_SIZE=0": (["--gin.BATCH_SIZE=0"], "BATCH_SIZE=0 (train.batch_size) must be an integer >= 1; set "
+                                             "--gin.BATCH_SIZE to the examples per training step, e.g. 32."),
+    "BATCH_SIZE=-1": (["--gin.BATCH_SIZE=-1"], "BATCH_SIZE=-1 (train.batch_size) must be an integer >= 1;"),
+    "TRAIN_STEPS=-5": (["--gin.TRAIN_STEPS=-5"], "TRAIN_STEPS=-5 (train.train_steps) must be an integer >= 0; set "
+                                                 "--gin.TRAIN_STEPS to the total number of training steps (0 "
+                                                 "evaluates"),
+    "LEARNING_RATE='abc'": (["--gin.LEARNING_RATE='abc'"], "LEARNING_RATE='abc' (adamw.learning_rate) must be a number "
+                                                           ">= 0; set --gin.LEARNING_RATE to a positive number, e.g. "
+                                                           "1e-2 (no quotes)."),
+    "LEARNING_RATE<0": (["--gin.LEARNING_RATE=-0.01"], "LEARNING_RATE=-0.01 (adamw.learning_rate) must be a number "
+                                                       ">= 0"),
+    "EVAL_PERIOD=0": (["--gin.EVAL_PERIOD=0"], "EVAL_PERIOD=0 (train.eval_period) must be an integer >= 1; set "
+                                               "--gin.EVAL_PERIOD to the steps between evaluations"),
+    "EVAL_PERIOD<0": (["--gin.EVAL_PERIOD=-3"], "EVAL_PERIOD=-3 (train.eval_period) must be an integer >= 1"),
+    "log_period=0": (["--gin.train.log_period=0"], "train.log_period=0 must be an integer >= 1; set "
+                                                   "--gin.train.log_period"),
+    "keep_checkpoints=0": (["--gin.train.keep_checkpoints=0"], "train.keep_checkpoints=0 must be an integer >= 1"),
+    "eval_batch_size=0": (["--gin.train.eval_batch_size=0"], "train.eval_batch_size=0 must be an integer >= 1 or None"),
+    "feature length 0": (["--gin.TASK_FEATURE_LENGTHS={'inputs': 0}"],
+                         "TASK_FEATURE_LENGTHS['inputs']=0 (train.feature_lengths) must be an integer >= 1 (tokens "
+                         "per example, special tokens included); set --gin.TASK_FEATURE_LENGTHS=\"{'inputs': N}\"."),
+    "no 'inputs' length": (["--gin.TASK_FEATURE_LENGTHS={'targets': 8}"],
+                           "TASK_FEATURE_LENGTHS={'targets': 8} (train.feature_lengths) has no length for ['inputs']; "
+                           "this task needs {'inputs': N} (lengths >= 1)."),
+    "PROMPT_LENGTH=0": (["--gin.PROMPT_LENGTH=0"], "PROMPT_LENGTH=0 (DeepPrompt.length) must be an integer >= 1; set "
+                                                   "--gin.PROMPT_LENGTH to the number of virtual tokens, e.g. 20 (to "
+                                                   "train without a prompt use gin/methods/bitfit.gin"),
+    "PROMPT_LAYERS='top 0'": (["--gin.PROMPT_LAYERS='top 0'"],
+                              "PROMPT_LAYERS='top 0' (DeepPrompt.layers) selects no layer; use None (all 6), 'top k' "
+                              "or 'bottom k' with 1 <= k <= 6, or a non-empty list of layer indices 0..5."),
+    "RANDOM_SEED=-1": (["--gin.RANDOM_SEED=-1"], "RANDOM_SEED=-1 (train.seed) must be an integer in [0, 4294967295]"),
+    "ENSEMBLE_SIZE=0": (["--gin.ENSEMBLE_SIZE=0"], "ENSEMBLE_SIZE=0 (train.ensemble_size) must be an integer >= 1"),
+    "a step that cannot fit in memory": (["--gin.PROMPT_LENGTH=10000000"],
+                                         "a train step needs at least "),
+    # T5: the same settings through train_seq2seq, and the keys a text-to-text task needs.
+    "T5 without a 'targets' length": (["t5", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}"],
+                                      "TASK_FEATURE_LENGTHS={'inputs': 32} (train_seq2seq.feature_lengths) has no "
+                                      "length for ['targets']; this task needs {'inputs': N, 'targets': N}"),
+    "T5 PROMPT_LENGTH=0": (["t5", "--gin.PROMPT_LENGTH=0"], "PROMPT_LENGTH=0 (InputPrompt.length) must be an integer "
+                                                            ">= 1; set --gin.PROMPT_LENGTH to the number of virtual "
+                                                            "tokens, e.g. 20."),
+    "T5 LEARNING_RATE<0": (["t5", "--gin.LEARNING_RATE=-0.3"], "LEARNING_RATE=-0.3 (adafactor.learning_rate) must be "
+                                                               "a number >= 0"),
+    "T5 BATCH_SIZE=0": (["t5", "--gin.BATCH_SIZE=0"], "BATCH_SIZE=0 (train_seq2seq.batch_size) must be an integer"),
+    "T5 a step that cannot fit in memory": (["t5", "--gin.PROMPT_LENGTH=1000000"], "a train step needs at least "),
+}
+
+
+def t5_training_args(data_dir: Path, model_dir: Path):
+  return ["--gin_file=models/t5_1_1_tiny_prompt.gin", "--gin_file=runs/prompt_finetune.gin",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'",
+          f"--gin.INITIAL_CHECKPOINT_PATH='{GOLDENS / 't5_tiny'}'",
+          "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+          "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.PROMPT_LENGTH=4"]
+
+
+@pytest.mark.parametrize("case", list(ENCODER_SETTINGS))
+def test_bad_setting_is_refused_before_anything_runs(case, capsys, clean_gin, tmp_path):
+  bindings, expected = ENCODER_SETTINGS[case]
+  data_dir, model_dir = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+  if bindings[0] == "t5":
+    args = [*t5_training_args(data_dir, model_dir), *bindings[1:]]
+  else:
+    args = [*training_args(data_dir, model_dir, "gin/sst2_deep_prompt.gin"), *bindings]
+  started = time.perf_counter()
+  message = fails_with_one_line(capsys, args, model_dir)
+  assert time.perf_counter() - started < 15  # Not after minutes of training or compiling.
+  assert message.startswith(f"error: {expected}"), message
+  if "memory" in case:  # Both numbers: what the step needs and what the machine has.
+    assert " but host RAM has " in message or " per device (" in message
+    assert "lower BATCH_SIZE, TASK_FEATURE_LENGTHS or PROMPT_LENGTH" in message
+
+
+def test_train_steps_0_is_not_refused(capsys, clean_gin, tmp_path):
+  # TRAIN_STEPS=0 evaluates the initial prompt, or one from train.init_trainable_from (README, "Import from peft"),
+  # once without training: the validation pass lets it through to the data, missing here.
+  args = [*training_args(tmp_path / "data", tmp_path / "run"), "--gin.TRAIN_STEPS=0"]
+  assert fails_with_one_line(capsys, args, tmp_path / "run").startswith("error: missing data file: looked for ")
+
+
+def test_empty_model_dir_writes_nothing_into_the_current_directory(capsys, clean_gin, tmp_path, monkeypatch):
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)
+  args = [*training_args(write_tiny_data(tmp_path / "data"), tmp_path / "run", str(REPO / "gin" / "sst2.gin")),
+          "--gin.MODEL_DIR=''"]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message == ("error: MODEL_DIR='' (train.model_dir) must be a non-empty directory path (an empty one writes "
+                     "into the current directory); set --gin.MODEL_DIR=\"'runs/x'\".")
+  assert not list(cwd.iterdir())
+
+
+@pytest.mark.parametrize("binding, expected", [
+    ("--gin.BATCH_SIZE=0", "error: BATCH_SIZE=0 (evaluate_prompt.batch_size) must be an integer >= 1"),
+    ("--gin.EVAL_OUTPUT_DIR=''", "error: EVAL_OUTPUT_DIR='' (evaluate_prompt.output_dir) must be a non-empty"),
+    ("--gin.BEAM_SIZE=0", "error: BEAM_SIZE=0 (evaluate_prompt.beam_size) must be an integer >= 1"),
+])
+def test_bad_evaluation_setting(binding, expected, capsys, clean_gin, tmp_path):
+  args = ["--gin_file=models/t5_1_1_tiny_prompt.gin", "--gin_file=runs/prompt_eval.gin",
+          f"--gin.CHECKPOINT_PATH='{GOLDENS / 't5_tiny'}'", f"--gin.PROMPT_FILE='{tmp_path / 'p.safetensors'}'",
+          f"--gin.EVAL_OUTPUT_DIR='{tmp_path / 'eval'}'", "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", binding]
+  assert fails_with_one_line(capsys, args, main=eval_cli.main).startswith(expected)
+  assert not (tmp_path / "eval").exists()
+
+
+# Gin composition (cli.parse_gin): a command-line macro nothing reads, two method files, a method file before
+# runs/train.gin. Refused while parsing, before the trainer starts.
+@pytest.mark.parametrize("files, binding, expected", [
+    (["gin/sst2.gin", "gin/methods/deep_prompt.gin"], "--gin.TRIAN_STEPS=5",
+     "error: --gin.TRIAN_STEPS is bound on the command line but nothing in this configuration reads it (no "
+     "%TRIAN_STEPS in the gin files given). Did you mean TRAIN_STEPS"),
+    (["gin/sst2.gin", "gin/methods/finetune.gin"], "--gin.PROMPT_LENGTH=4",  # Fine-tuning has no prompt.
+     "error: --gin.PROMPT_LENGTH is bound on the command line but nothing in this configuration reads it"),
+    (["gin/sst2.gin", "gin/methods/lester.gin", "gin/methods/deep_prompt.gin"], None,
+     "error: two method files in one command: {gin}/methods/lester.gin and {gin}/methods/deep_prompt.gin; each sets "
+     "what trains (the prompt, the trained parameters, LEARNING_RATE) and the later would silently replace the "
+     "earlier. Keep one method file."),
+    (["gin/sst2_deep_prompt.gin", "gin/methods/lester.gin"], None,  # One of them included by a file.
+     "error: two method files in one command: methods/deep_prompt.gin (included by {gin}/sst2_deep_prompt.gin) and "
+     "{gin}/methods/lester.gin;"),
+    (["gin/methods/lester.gin", "gin/sst2.gin"], None,
+     "error: the method file {gin}/methods/lester.gin comes before runs/train.gin (included by {gin}/sst2.gin), "
+     "whose defaults (LEARNING_RATE, WARMUP_STEPS) would silently replace the method's; give the method file after "
+     "the task or run file, e.g. --gin_file=gin/sst2.gin --gin_file=gin/methods/lester.gin."),
+])
+def test_gin_composition_without_surprises(files, binding, expected, capsys, clean_gin, tmp_path):
+  args = [*(f"--gin_file={f}" for f in files), *training_args(tmp_path / "data", tmp_path / "run")[1:],
+          *([binding] if binding else [])]
+  message = fails_with_one_line(capsys, args, tmp_path / "run")
+  assert message.startswith(expected.format(gin=Path.cwd() / "gin")), message
+
+
+@pytest.mark.parametrize("files, bindings, learning_rate", [
+    (["gin/sst2.gin", "gin/methods/lester.gin"], [], 3e-2),  # The method's, not runs/train.gin's 1e-2.
+    (["gin/sst2.gin", "gin/methods/prefix_tuning.gin"], [], 1e-3),  # It includes deep_prompt.gin: one method.
+    (["gin/rte_deep_prompt.gin"], [], 1e-2),
+    (["gin/sst2.gin", "gin/methods/bitfit.gin"], ["LEARNING_RATE = 5e-3"], 5e-3),  # The command line wins.
+    (["gin/sst2.gin", "gin/methods/deep_prompt.gin", "gin/methods/deep_prompt.gin"], [], 1e-2),  # The same file.
+])
+def test_method_learning_rate_applies(files, bindings, learning_rate, clean_gin):
+  cli.register_configurables()
+  cli.parse_gin(files, ["MODEL_DIR = 'unused'", "TRAIN_STEPS = 1", "BATCH_SIZE = 8",
+                        *bindings])
+  assert gin.query_parameter("adamw.learning_rate").scoped_selector == "LEARNING_RATE/gin.macro"
+  assert gin.query_parameter("LEARNING_RATE/gin.macro.value") == learning_rate

@@ -77,20 +77,19 @@ def prefix_dropout(module: nn.Module, prefixes: jax.Array, rate: float, determin
 
 
 def resolve_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> Tuple[int, ...]:
-  """None -> all layers; 'top k' -> the last k; 'bottom k' -> the first k; a list -> itself."""
+  """None -> all layers; 'top k' -> the last k; 'bottom k' -> the first k; a list -> itself. No layer ('top 0',
+  []) is a valid module (the plain backbone); the trainers refuse it (training/validation.py check_prompt)."""
   if spec is None:
     return tuple(range(num_layers))
-  if isinstance(spec, str):
-    m = re.fullmatch(r"\s*(top|bottom)\s+(\d+)\s*", spec)
-    if not m or not 0 <= int(m.group(2)) <= num_layers:
-      raise errors.ConfigError(f"deep prompt layers {spec!r}: use 'top k' or 'bottom k' with 0 <= k <= "
-                               f"{num_layers}.")
+  m = re.fullmatch(r"\s*(top|bottom)\s+(\d+)\s*", spec) if isinstance(spec, str) else None
+  if m and int(m.group(2)) <= num_layers:
     k = int(m.group(2))
     return tuple(range(num_layers - k, num_layers)) if m.group(1) == "top" else tuple(range(k))
-  layers = tuple(sorted(set(int(i) for i in spec)))
-  if any(not 0 <= i < num_layers for i in layers):
-    raise errors.ConfigError(f"deep prompt layers {list(spec)} outside 0..{num_layers - 1}.")
-  return layers
+  if isinstance(spec, (list, tuple)) and all(isinstance(i, int) and 0 <= i < num_layers for i in spec):
+    return tuple(sorted(set(spec)))
+  raise errors.ConfigError(f"PROMPT_LAYERS={spec!r} (DeepPrompt.layers) is not a set of layers of 0..{num_layers - 1}; "
+                           f"use None (all {num_layers}), 'top k' or 'bottom k' with 1 <= k <= {num_layers}, or a "
+                           f"non-empty list of layer indices 0..{num_layers - 1}.")
 
 
 def layer_prefixes(prefixes: jax.Array, layers: Sequence[int],

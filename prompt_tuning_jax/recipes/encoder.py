@@ -23,7 +23,7 @@ from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.training.steps import adamw
-from prompt_tuning_jax.training import fit
+from prompt_tuning_jax.training import fit, validation
 
 MULTITASK_PROMPTS = ("shared", "per_task")
 
@@ -50,10 +50,7 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict
   kind, num_tasks = head_kind(infos), len(infos)
   num_labels = max(families.head_outputs(info.family, info.label_names) for info in infos.values())
   model = model_cls(config=config, num_labels=num_labels).clone(head_kind=kind)
-  if multitask_prompt not in MULTITASK_PROMPTS:
-    raise errors.ConfigError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
-  if ensemble_size < 1:
-    raise errors.ConfigError(f"ENSEMBLE_SIZE must be >= 1, got {ensemble_size}.")
+  check_mixture_settings(multitask_prompt, ensemble_size)
   if num_tasks > 1 and ensemble_size > 1:
     raise errors.ConfigError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} "
                              "tasks.")
@@ -73,6 +70,13 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict
     prompt = PromptBank(prompt, members)
   per_task_heads = ensemble_size > 1 or families.PER_TASK_HEADS[next(iter(infos.values())).family]
   return model.clone(prompt=prompt, num_heads=members if per_task_heads else 1)
+
+
+def check_mixture_settings(multitask_prompt: str, ensemble_size: int) -> None:
+  if multitask_prompt not in MULTITASK_PROMPTS:
+    raise errors.ConfigError(f"unknown multitask_prompt {multitask_prompt!r}; use one of {MULTITASK_PROMPTS}.")
+  validation.check_int(ensemble_size, "ENSEMBLE_SIZE", "train.ensemble_size", 1,
+                       "set --gin.ENSEMBLE_SIZE to the number of prompts trained together (1: no ensemble)")
 
 
 def selection_metric(names: Sequence[str]) -> str:
@@ -162,8 +166,11 @@ def train(model_dir: str = gin.REQUIRED,
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
+  # Every setting is checked before the mesh, MODEL_DIR, backbone or data (validation.py).
+  validation.check_run_settings("train", feature_lengths=feature_lengths, feature_keys=("inputs",),
+                                **dataclasses.asdict(options))
+  check_mixture_settings(multitask_prompt, ensemble_size)
   run = fit.start(model_dir, batch_size, use_hardware_rng)
-  fit.check_feature_lengths(feature_lengths, ("inputs",))
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
   infos = {name: tasks.info(name) for name in names}
@@ -178,9 +185,13 @@ def train(model_dir: str = gin.REQUIRED,
   config, backbone_params = load_backbone(backbone_path)
   config = dataclasses.replace(config, remat=remat)
   module = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
+  validation.check_prompt(module.prompt, config.num_hidden_layers)
   check_position_table(config, module.max_position(max_length),
                        what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {module.prompt_length()}-token "
                             "prompt")
+  validation.check_encoder_step(module, config, batch_size, max_length, trainable_patterns,
+                                devices=len(run.partitioner.mesh.devices.flat),
+                                model_parallel=run.partitioner.mesh.shape["model"])
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)

@@ -29,7 +29,7 @@ from prompt_tuning_jax.data import batching, vocabularies
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.serving import answers, engine, exports, inputs
 from prompt_tuning_jax.tasks import loading, scoring, sources, submission
-from prompt_tuning_jax.training import safety
+from prompt_tuning_jax.training import safety, validation
 
 
 def split_outputs(group: engine.TaskGroup, examples: batching.Examples, batch_size: int) -> List[np.ndarray]:
@@ -51,6 +51,14 @@ def _load(export_path, task_name: Optional[str], backbone_dir, max_length: Optio
   if task_name and task_name != served.task:
     served = exports.retarget(served, task_name)
   return config, backbone, served, vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")
+
+
+def check_settings(parameter: str, output_dir, batch_size, max_length) -> None:
+  """The settings eval and infer of an export share, checked before anything loads."""
+  validation.check_eval_settings(parameter, output_dir=output_dir, batch_size=batch_size)
+  validation.check_int(max_length, "MAX_LENGTH", f"{parameter}.max_length", 1,
+                       "set --gin.MAX_LENGTH to the tokens per example, or None for the training run's",
+                       allow_none=True)
 
 
 def _output_dir(output_dir, setting: str) -> Path:
@@ -98,6 +106,7 @@ def evaluate_export(export_path: str = gin.REQUIRED,
     max_length: TASK_FEATURE_LENGTHS['inputs']; None = the training run's.
   Returns metrics.json's dict.
   """
+  check_settings("evaluate_export", output_dir, batch_size, max_length)
   out = _output_dir(output_dir, "EVAL_OUTPUT_DIR")
   config, backbone, served, vocabulary = _load(export_path, task_name, backbone_dir, max_length)
   task, labeled = served.task, tasks.has_labels(served.task, split)
@@ -146,6 +155,7 @@ def infer_export(export_path: str = gin.REQUIRED,
   input file's lines are {"line": its line number, "idx" if the input has one, the answer, "truncated": true
   where the length cut it}, the server's answers. Returns the number of lines.
   """
+  check_settings("infer_export", output_dir, batch_size, max_length)
   out = _output_dir(output_dir, "INFER_OUTPUT_DIR")
   config, backbone, served, vocabulary = _load(export_path, task_name, backbone_dir, max_length)
   task, family, label_names = served.task, served.family, served.label_names

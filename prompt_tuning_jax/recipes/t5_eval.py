@@ -25,7 +25,7 @@ from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.recipes.t5_train import (PROMPT_PATTERNS, check_task, check_vocabulary, configure, contract_model,
                                           load_backbone)
-from prompt_tuning_jax.training import fit
+from prompt_tuning_jax.training import fit, validation
 from prompt_tuning_jax.training.evaluator import Evaluator
 
 
@@ -55,10 +55,13 @@ def load_prompt_file(params, path):
 
 def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_name: Optional[str], data_dir,
            sentencepiece_model, extra_ids: int, feature_lengths, batch_size: int, beam_size: int,
-           rank: bool) -> Tuple[fit.Run, EncoderDecoderModel, Evaluator, dict, dict]:
+           rank: bool, caller: str) -> Tuple[fit.Run, EncoderDecoderModel, Evaluator, dict, dict]:
   """(run, model, evaluator, trained prompt, frozen T5) for a configured eval or infer run, the parameters
-  placed on the partitioner's mesh as in training (evaluation runs through the partitioner). `rank`: also
-  rank-classify over the task's possible targets."""
+  placed on the partitioner's mesh as in training (evaluation runs through the partitioner). `caller`: the gin
+  entry point, for messages. `rank`: also rank-classify over the task's possible targets."""
+  validation.check_eval_settings(caller, output_dir=output_dir, batch_size=batch_size, feature_lengths=feature_lengths,
+                                 feature_keys=("inputs", "targets"), beam_size=beam_size)
+  validation.check_prompt(model.prompt, model.config.num_encoder_layers + model.config.num_decoder_layers, hint="")
   run = fit.start(output_dir, batch_size)
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
@@ -94,7 +97,7 @@ def evaluate_prompt(checkpoint_path: str = gin.REQUIRED,
   """
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
                                               sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
-                                              rank=True)
+                                              rank=True, caller="evaluate_prompt")
   examples = t5.batcher.load(task_name, split)
   outputs = evaluator.outputs(trained, frozen, examples)
   scores = t5.score_examples(task_name, examples, outputs)
@@ -130,7 +133,7 @@ def infer_prompt(checkpoint_path: str = gin.REQUIRED,
     raise errors.ConfigError("infer needs exactly one of MIXTURE_OR_TASK_NAME and INFER_INPUT_FILE.")
   run, t5, evaluator, trained, frozen = _setup(model, checkpoint_path, prompt_file, output_dir, task_name, data_dir,
                                               sentencepiece_model, extra_ids, feature_lengths, batch_size, beam_size,
-                                              rank=False)
+                                              rank=False, caller="infer_prompt")
   examples = (t5.batcher.load(task_name, split) if task_name else
               text_batching.load_input_file(input_file, t5.vocabulary, int(feature_lengths["inputs"])))
   rows = t5.prediction_rows(examples, evaluator.outputs(trained, frozen, examples), with_targets=False)

@@ -9,6 +9,7 @@ is exported. Evaluation decodes greedily (or with beam search) and, when the tas
 possible targets, also ranks them (rank classification).
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -24,7 +25,7 @@ from prompt_tuning_jax.models.encoder_decoder_model import EncoderDecoderModel, 
 from prompt_tuning_jax.models.t5_prompted import PromptedT5
 from prompt_tuning_jax.tasks import text_to_text
 from prompt_tuning_jax.training.steps import adafactor
-from prompt_tuning_jax.training import fit
+from prompt_tuning_jax.training import fit, validation
 
 PROMPT_PATTERNS = (r"prompt/.*",)
 
@@ -134,7 +135,15 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
+  # Every setting is checked before the mesh, MODEL_DIR, vocabulary, data or T5 (validation.py).
+  validation.check_run_settings("train_seq2seq", feature_lengths=feature_lengths, feature_keys=("inputs", "targets"),
+                                **dataclasses.asdict(options))
+  validation.check_int(beam_size, "BEAM_SIZE", "train_seq2seq.beam_size", 1,
+                       "set --gin.BEAM_SIZE to 1 (greedy decoding) or more (beam search)")
+  validation.check_prompt(model.prompt, model.config.num_encoder_layers + model.config.num_decoder_layers, hint="")
   run = fit.start(model_dir, batch_size, use_hardware_rng)
+  validation.check_t5_step(model, feature_lengths, batch_size, devices=len(run.partitioner.mesh.devices.flat),
+                           model_parallel=run.partitioner.mesh.shape["model"])
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
   check_vocabulary(model, vocabulary)

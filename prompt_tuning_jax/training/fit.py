@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from prompt_tuning_jax import errors, export, predictions, trainable
-from prompt_tuning_jax.training import fingerprint, loop, partitioning, safety
+from prompt_tuning_jax.training import fingerprint, loop, partitioning, safety, validation
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, drop_records_after, format_duration
 from prompt_tuning_jax.models.base import BaseModel
@@ -45,12 +45,8 @@ def prepare_model_dir(model_dir) -> Path:
 
 
 def check_feature_lengths(feature_lengths, keys: Sequence[str]) -> None:
-  """TASK_FEATURE_LENGTHS must give every feature the trainer pads to."""
-  missing = [k for k in keys if k not in feature_lengths]
-  if missing:
-    wanted = ", ".join(f"'{k}': N" for k in keys)
-    raise errors.ConfigError(f"TASK_FEATURE_LENGTHS {dict(feature_lengths)} has no length for {missing}; set it "
-                             f"to {{{wanted}}}.")
+  """TASK_FEATURE_LENGTHS must give every feature the trainer pads to a length >= 1."""
+  validation.check_feature_lengths(feature_lengths, keys, "feature_lengths")
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ import optax
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.base import BaseModel
 from prompt_tuning_jax.trainable import merge_params
+from prompt_tuning_jax.training import validation
 
 
 class TrainState(NamedTuple):
@@ -55,6 +56,10 @@ def description(tx: optax.GradientTransformation) -> Optional[Dict[str, Any]]:
 def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
           weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
   """AdamW with linear warmup then linear decay to `end_value` (the P-Tuning v2 recipe)."""
+  # gin builds the optimizer before calling the trainer: its settings are checked here, before anything runs.
+  validation.check_learning_rate(learning_rate, "adamw.learning_rate")
+  validation.check_int(warmup_steps, "WARMUP_STEPS", "adamw.warmup_steps", 0,
+                       "set --gin.WARMUP_STEPS to the steps of linear warmup (0: none)")
   return describe(optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value),
                                weight_decay=weight_decay),
                   optimizer="adamw", learning_rate=learning_rate, train_steps=train_steps, warmup_steps=warmup_steps,
@@ -65,6 +70,7 @@ def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_s
 def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_rate: float = 1e-5,
               clipping_threshold: float = 1.0) -> optax.GradientTransformation:
   """t5x / Lester prompt-tuning Adafactor: constant lr, no parameter scaling."""
+  validation.check_learning_rate(learning_rate, "adafactor.learning_rate")
   return describe(optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
                                    clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate),
                   optimizer="adafactor", learning_rate=learning_rate, decay_rate=decay_rate,
