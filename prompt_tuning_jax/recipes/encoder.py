@@ -184,14 +184,8 @@ def train(model_dir: str = gin.REQUIRED,
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
   config = dataclasses.replace(config, remat=remat)
-  module = build_model(model_cls, config, infos, multitask_prompt, ensemble_size)
-  validation.check_prompt(module.prompt, config.num_hidden_layers)
-  check_position_table(config, module.max_position(max_length),
-                       what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {module.prompt_length()}-token "
-                            "prompt")
-  validation.check_encoder_step(module, config, batch_size, max_length, trainable_patterns,
-                                devices=len(run.partitioner.mesh.devices.flat),
-                                model_parallel=run.partitioner.mesh.shape["model"])
+  module = checked_model(build_model(model_cls, config, infos, multitask_prompt, ensemble_size), config, run,
+                         batch_size, max_length, trainable_patterns)
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)
@@ -202,6 +196,20 @@ def train(model_dir: str = gin.REQUIRED,
                      "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
   tx = optimizer or adamw(train_steps=train_steps)
   return fit.fit(run, model, backbone_params, train_data, tx, options, export_metadata)
+
+
+def checked_model(module: EncoderClassifier, config, run: fit.Run, batch_size: int, max_length: int,
+                  trainable_patterns: Sequence[str]) -> EncoderClassifier:
+  """`module` once its prompt fits the backbone's layers and position table and a train step fits the machine's
+  memory (validation.py), before any data is loaded or anything compiled."""
+  validation.check_prompt(module.prompt, config.num_hidden_layers)
+  check_position_table(config, module.max_position(max_length),
+                       what=f"TASK_FEATURE_LENGTHS['inputs']={max_length} with a {module.prompt_length()}-token "
+                            "prompt")
+  validation.check_encoder_step(module, config, batch_size, max_length, trainable_patterns,
+                                devices=len(run.partitioner.mesh.devices.flat),
+                                model_parallel=run.partitioner.mesh.shape["model"])
+  return module
 
 
 def load_data(batcher: EncoderBatcher, names: Sequence[str], train_names: Sequence[str], eval_names: Sequence[str],
