@@ -1,6 +1,7 @@
 """training/validation.py's memory estimate: a lower bound that refuses what cannot fit and nothing usual.
 The command-line rows (one line per bad setting) are in test_bad_input.py."""
 
+import optax
 import pytest
 
 from prompt_tuning_jax import errors
@@ -42,3 +43,10 @@ def test_a_step_that_cannot_fit_is_refused_with_both_numbers():
   # Split over 2 devices, the activations fit.
   validation.check_encoder_step(model, MINILM, 32, 128, [r"prompt/.*"], available=(80 * GIB, "NVIDIA H100 0"),
                                 devices=2)
+
+
+def test_a_learning_rate_schedule_is_accepted_and_a_negative_rate_is_not():
+  validation.check_learning_rate(optax.linear_schedule(1e-2, 0.0, 10), "adafactor.learning_rate")
+  validation.check_learning_rate(0.0, "adamw.learning_rate")
+  with pytest.raises(errors.ConfigError, match=r"^LEARNING_RATE=-0.1 \(adamw.learning_rate\) must be a number >= 0"):
+    validation.check_learning_rate(-0.1, "adamw.learning_rate")

@@ -29,7 +29,7 @@ from prompt_tuning_jax.data import batching, vocabularies
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.serving import answers, engine, exports, inputs
 from prompt_tuning_jax.tasks import loading, scoring, sources, submission
-from prompt_tuning_jax.training import safety, validation
+from prompt_tuning_jax.training import fit, safety, validation
 
 
 def split_outputs(group: engine.TaskGroup, examples: batching.Examples, batch_size: int) -> List[np.ndarray]:
@@ -62,14 +62,9 @@ def check_settings(parameter: str, output_dir, batch_size, max_length) -> None:
 
 
 def _output_dir(output_dir, setting: str) -> Path:
-  if not output_dir:
-    raise errors.ConfigError(f"{setting} is empty; set it to the directory for the predictions.")
-  out = Path(output_dir).expanduser()
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise errors.NotWritableError(f"{setting} {out} cannot be created ({e.strerror}); choose another.") from e
-  safety.lock_dir(out, setting)  # Not while another run writes there (e.g. a MODEL_DIR).
+  """The output directory, created, probed and locked (not while another run writes there, e.g. a MODEL_DIR)."""
+  out = fit.prepare_model_dir(output_dir, setting)
+  safety.lock_dir(out, setting)
   return out
 
 

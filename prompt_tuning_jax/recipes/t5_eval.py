@@ -62,7 +62,7 @@ def _setup(model: PromptedT5, checkpoint_path, prompt_file, output_dir, task_nam
   validation.check_eval_settings(caller, output_dir=output_dir, batch_size=batch_size, feature_lengths=feature_lengths,
                                  feature_keys=("inputs", "targets"), beam_size=beam_size)
   validation.check_prompt(model.prompt, model.config.num_encoder_layers + model.config.num_decoder_layers, hint="")
-  run = fit.start(output_dir, batch_size)
+  run = fit.start(output_dir, batch_size, setting=validation.output_setting(caller))
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name) if task_name else None
   check_vocabulary(model, vocabulary)

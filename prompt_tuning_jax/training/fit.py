@@ -31,7 +31,8 @@ from prompt_tuning_jax.training.steps import TrainState, description, make_train
 from prompt_tuning_jax.training.evaluator import Evaluator
 
 
-def prepare_model_dir(model_dir) -> Path:
+def prepare_model_dir(model_dir, setting: str = "MODEL_DIR") -> Path:
+  """`model_dir` created and probed for writing; `setting` (MODEL_DIR, EVAL_OUTPUT_DIR, ...) names it in errors."""
   path = Path(model_dir).expanduser()
   try:
     path.mkdir(parents=True, exist_ok=True)
@@ -39,8 +40,8 @@ def prepare_model_dir(model_dir) -> Path:
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
-    raise errors.NotWritableError(f"MODEL_DIR {path} is not writable ({e.strerror}). Choose another "
-                                  "--gin.MODEL_DIR.") from e
+    raise errors.NotWritableError(f"{setting} {path} is not writable ({e.strerror}). Choose another "
+                                  f"--gin.{setting}.") from e
   return path
 
 
@@ -57,7 +58,7 @@ class Run:
   started: float
 
 
-def start(model_dir, batch_size: int, use_hardware_rng: bool = False) -> Run:
+def start(model_dir, batch_size: int, use_hardware_rng: bool = False, setting: str = "MODEL_DIR") -> Run:
   """The first phase of every run (train, eval, infer), before any computation.
 
   Takes MODEL_DIR's lock (safety.lock_dir; on the first host only: every host of a multi-host run shares
@@ -68,9 +69,9 @@ def start(model_dir, batch_size: int, use_hardware_rng: bool = False) -> Run:
   loop.use_hardware_rng(use_hardware_rng)
   partitioner = partitioning.Partitioner()  # First: multi-host initialisation precedes any computation.
   partitioner.batch_sharding(batch_size)  # A batch the mesh cannot split fails before any work.
-  model_dir = prepare_model_dir(model_dir)
+  model_dir = prepare_model_dir(model_dir, setting)
   if jax.process_index() == 0:
-    safety.lock_dir(model_dir)
+    safety.lock_dir(model_dir, setting)
   return Run(partitioner, model_dir, started)
 
 

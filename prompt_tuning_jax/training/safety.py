@@ -108,16 +108,19 @@ def lock_dir(directory, what: str = "MODEL_DIR") -> Path:
     if same_file:
       break
     os.close(fd)  # The holder released (removed) the file between our open and flock: try the new one.
-  previous = _holder(os.pread(fd, 1 << 16, 0).decode(errors="replace"))
-  if previous and (previous.get("host"), previous.get("pid")) != (host, pid):
-    if previous.get("host") == host and _alive(previous.get("pid")):
-      os.close(fd)
-      raise ModelDirInUseError(f"{what} {path.parent} is in use by another run ({_describe(previous)} holds {path} "
-                               f"and is running); stop it, choose another {what}, or delete {path} if that process "
-                               "is not a training run.")
-    print(f"Took over the stale lock {path} of {_describe(previous)}: no live process holds it.", flush=True)
-  os.ftruncate(fd, 0)
-  os.pwrite(fd, json.dumps({"host": host, "pid": pid, "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+  try:  # Until the lock is recorded in _held, an error (a full disk) must not leave the descriptor locked.
+    previous = _holder(os.pread(fd, 1 << 16, 0).decode(errors="replace"))
+    if previous and (previous.get("host"), previous.get("pid")) != (host, pid):
+      if previous.get("host") == host and _alive(previous.get("pid")):
+        raise ModelDirInUseError(f"{what} {path.parent} is in use by another run ({_describe(previous)} holds "
+                                 f"{path} and is running); stop it, choose another {what}, or delete {path} if that "
+                                 "process is not a training run.")
+      print(f"Took over the stale lock {path} of {_describe(previous)}: no live process holds it.", flush=True)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"host": host, "pid": pid, "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+  except BaseException:
+    os.close(fd)
+    raise
   _held[path] = fd
   return path
 

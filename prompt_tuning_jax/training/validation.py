@@ -104,11 +104,15 @@ def check_run_settings(parameter: str, *, model_dir: Any, feature_lengths: Any, 
             "set it to how many non-finite updates in a row may be skipped, e.g. 5")
 
 
+def output_setting(parameter: str) -> str:
+  """The macro of an evaluation's or inference's output directory, by its gin entry point."""
+  return "INFER_OUTPUT_DIR" if parameter.startswith("infer") else "EVAL_OUTPUT_DIR"
+
+
 def check_eval_settings(parameter: str, *, output_dir: Any, batch_size: Any, feature_lengths: Any = None,
                         feature_keys: Sequence[str] = (), beam_size: Any = 1) -> None:
   """An evaluation's or inference's settings (recipes/t5_eval.py, recipes/export_eval.py)."""
-  output_macro = "INFER_OUTPUT_DIR" if parameter.startswith("infer") else "EVAL_OUTPUT_DIR"
-  check_output_dir(output_dir, output_macro, f"{parameter}.output_dir")
+  check_output_dir(output_dir, output_setting(parameter), f"{parameter}.output_dir")
   check_int(batch_size, "BATCH_SIZE", f"{parameter}.batch_size", 1,
             "set --gin.BATCH_SIZE to the examples per batch, e.g. 32")
   if feature_keys:
@@ -119,15 +123,17 @@ def check_eval_settings(parameter: str, *, output_dir: Any, batch_size: Any, fea
 def check_learning_rate(value: Any, parameter: str) -> None:
   """LEARNING_RATE: a finite number >= 0 (a negative one climbs the loss; 0 keeps the initialisation, which a
   test of an imported prompt may want)."""
-  if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+  if callable(value) or (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+                         and value >= 0):  # A callable is an optax schedule (Adafactor takes one).
     return
   raise errors.ConfigError(f"{setting('LEARNING_RATE', parameter, value)} must be a number >= 0; set "
                            "--gin.LEARNING_RATE to a positive number, e.g. 1e-2 (no quotes).")
 
 
 def _prompt_template(prompt):
-  """The prompt a bank repeats (prompts/bank.py), or the prompt itself."""
-  return getattr(prompt, "prompt", prompt) if type(prompt).__name__ == "PromptBank" else prompt
+  """prompts/bank.prompt_template, imported when needed: this module stays importable without flax."""
+  from prompt_tuning_jax.prompts.bank import prompt_template  # pylint: disable=g-import-not-at-top
+  return prompt_template(prompt)
 
 
 NO_PROMPT_METHODS = " (to train without a prompt use gin/methods/bitfit.gin or finetune.gin)"
