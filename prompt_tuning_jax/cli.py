@@ -368,8 +368,8 @@ def run_cli(entry: Callable[..., object], argv: Sequence[str] = None,
   except safety.Stopped as e:  # SIGTERM / SIGINT in the training loop: checkpointed, resumable.
     print(one_line(e), file=sys.stderr)
     return e.exit_status
-  except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, compiling, the final evaluation).
-    print("interrupted (SIGINT) outside the training loop: nothing more was saved; rerun the same command to "
+  except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, compiling), or a second one inside it.
+    print("interrupted (SIGINT) before the next checkpoint: nothing more was saved; rerun the same command to "
           "resume from the last checkpoint.", file=sys.stderr)
     return 128 + signal.SIGINT
   except OSError as e:

@@ -19,6 +19,7 @@ holds the members' mean probabilities, the prediction the evaluation scores.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
@@ -91,5 +92,8 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
   """Writes `rows` one JSON object a line (UTF-8, not ASCII-escaped), creating the directory."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+  # A temporary name, then a rename: a run stopped mid-write leaves the previous file, not half of one.
+  partial = path.with_name(path.name + ".partial")
+  partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+  os.replace(partial, path)
   return path

@@ -188,6 +188,6 @@ def test_ctrl_c_outside_the_training_loop_is_one_line_and_releases_the_lock(caps
     raise KeyboardInterrupt
 
   assert cli.run_cli(entry, []) == 128 + signal.SIGINT
-  assert capsys.readouterr().err == ("interrupted (SIGINT) outside the training loop: nothing more was saved; rerun "
+  assert capsys.readouterr().err == ("interrupted (SIGINT) before the next checkpoint: nothing more was saved; rerun "
                                      "the same command to resume from the last checkpoint.\n")
   assert not (tmp_path / "run.lock").exists()
