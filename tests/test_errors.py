@@ -18,7 +18,7 @@ from conftest import write_tiny_data
 from prompt_tuning_jax import cli, errors, export, tasks
 from prompt_tuning_jax.models import bert_checkpoint, t5_checkpoint, t5x_checkpoint
 from prompt_tuning_jax.recipes import encoder
-from prompt_tuning_jax.training import checkpoints, fit, loop
+from prompt_tuning_jax.training import checkpoints, fit, loop, validation
 
 _RAISED: List[BaseException] = []  # What `raising_trainer` raises: set by each test.
 
@@ -147,8 +147,8 @@ WRAPPED = {
                                  "is not writable (Not a directory)"),
     "missing gin include": (errors.MissingFileError, lambda p: cli.parse_gin(
         [_gin_file(p, "include 'nowhere/none.gin'\n")], []), "Unable to open file: nowhere/none.gin"),
-    "TASK_FEATURE_LENGTHS without targets": (errors.ConfigError, lambda p: fit.check_feature_lengths(
-        {"inputs": 8}, ("inputs", "targets")), "has no length for ['targets']"),
+    "TASK_FEATURE_LENGTHS without targets": (errors.ConfigError, lambda p: validation.check_feature_lengths(
+        {"inputs": 8}, ("inputs", "targets"), "feature_lengths"), "has no length for ['targets']"),
 }
 
 

@@ -82,7 +82,7 @@ def contract_model(model: PromptedT5, vocabulary: seqio.Vocabulary, feature_leng
                    **loss_settings) -> EncoderDecoderModel:
   """The configured PromptedT5 under the model contract: its tasks read DATA_DIR and tokenize with the
   run's vocabulary, and it decodes to the vocabulary's strings."""
-  fit.check_feature_lengths(feature_lengths, ("inputs", "targets"))
+  validation.check_feature_lengths(feature_lengths, ("inputs", "targets"), "feature_lengths")  # Serving's, too.
   return EncoderDecoderModel(model, vocabulary, int(feature_lengths["targets"]), beam_size,
                              target_strings=target_strings, batcher=TextBatcher(feature_lengths, data_dir, vocabulary),
                              metadata={"sentencepiece_model": vocabulary.sentencepiece_model_file}, **loss_settings)

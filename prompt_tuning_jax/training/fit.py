@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from prompt_tuning_jax import errors, export, predictions, trainable
-from prompt_tuning_jax.training import fingerprint, loop, partitioning, safety, validation
+from prompt_tuning_jax.training import fingerprint, loop, partitioning, safety
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, drop_records_after, format_duration
 from prompt_tuning_jax.models.base import BaseModel
@@ -43,11 +43,6 @@ def prepare_model_dir(model_dir, setting: str = "MODEL_DIR") -> Path:
     raise errors.NotWritableError(f"{setting} {path} is not writable ({e.strerror}). Choose another "
                                   f"--gin.{setting}.") from e
   return path
-
-
-def check_feature_lengths(feature_lengths, keys: Sequence[str]) -> None:
-  """TASK_FEATURE_LENGTHS must give every feature the trainer pads to a length >= 1."""
-  validation.check_feature_lengths(feature_lengths, keys, "feature_lengths")
 
 
 @dataclasses.dataclass

@@ -193,10 +193,14 @@ def check_free_space(target, needed: int, kept: str) -> None:
   """Raises DiskFullError before writing `needed` bytes to `target` when its file system has less free.
   kept: what stays as it was (e.g. 'the previous export is kept')."""
   target = Path(target)
-  directory = next((p for p in (target, *target.parents) if p.exists()), Path("."))
-  free = shutil.disk_usage(directory).free
+  free = _free_bytes(target)
   if free < needed:
     raise DiskFullError(_full_message(target, needed, free, kept))
+
+
+def _free_bytes(target: Path) -> int:
+  """Free bytes on the file system `target` will be written to (its first existing ancestor's)."""
+  return shutil.disk_usage(next((p for p in (target, *target.parents) if p.exists()), Path("."))).free
 
 
 def _full_message(target: Path, needed: Optional[int], free: Optional[int], kept: str) -> str:
@@ -232,5 +236,4 @@ def disk_full(target, needed: Optional[int], kept: str, cleanup: Callable[[], No
       raise
     cleanup()
     target = Path(target)
-    directory = next((p for p in (target, *target.parents) if p.exists()), Path("."))
-    raise DiskFullError(_full_message(target, needed, shutil.disk_usage(directory).free, kept)) from e
+    raise DiskFullError(_full_message(target, needed, _free_bytes(target), kept)) from e
