@@ -14,7 +14,13 @@ import pytest
 from conftest import GOLDENS, REPO, write_tiny_data
 from prompt_tuning_jax.training import partitioning
 
-EIGHT_DEVICES = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+def _devices_env(count: int) -> dict:
+  """The environment of a process with `count` simulated CPU devices (the suite's XLA flags kept)."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+  return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+
+
+EIGHT_DEVICES = _devices_env(8)
 
 
 def test_meshes_give_the_losses_of_one_device():
@@ -119,8 +125,7 @@ def test_two_hosts_feeding_their_own_rows_give_the_losses_of_one_device():
     port = s.getsockname()[1]
   hosts = [subprocess.Popen([sys.executable, script, "--models=bert", "--distributed", "4x2"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                                     JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                            env=dict(_devices_env(4), JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                                      JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))) for i in range(2)]
   outputs = [host.communicate(timeout=600) for host in hosts]
   assert [h.returncode for h in hosts] == [0, 0], [err[-2000:] for _, err in outputs]
