@@ -152,7 +152,7 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
   train_examples = t5.batcher.load(task_name, train_split)
   eval_examples = t5.batcher.load(task_name, eval_split)
   train_data = fit.TrainData(train_examples, t5.batcher.train_batches(train_examples, batch_size, seed),
-                             {task_name: eval_examples}, "accuracy")
+                             {task_name: eval_examples}, text_to_text.selection_metric(task_name))
   backbone = load_backbone(model, initial_checkpoint_path, seed, assignment_map, fallback_to_scratch)
   print(f"Task {task_name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples"
         f"{f'; targets {list(target_strings)}' if target_strings else ''}")
