@@ -80,14 +80,19 @@ def main() -> None:
   parser.add_argument("--runs_dir", default="runs/t5_tasks_smoke")
   parser.add_argument("--tasks", default=",".join(TASKS))
   parser.add_argument("--out", default="results/t5_tasks_50.md")
+  parser.add_argument("--resume", action="store_true", help="keep the tasks already in <out>.json")
   args = parser.parse_args()
-  rows = []
+  done = Path(args.out).with_suffix(".json")
+  rows = json.loads(done.read_text()) if args.resume and done.exists() else []
   for task in args.tasks.split(","):
+    if any(r["task"] == task for r in rows):
+      continue
     rows.append(run(task, args))
     print(json.dumps(rows[-1]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
-  Path(args.out).write_text(table(rows, args.steps))
+  order = args.tasks.split(",")
+  Path(args.out).write_text(table(sorted(rows, key=lambda r: order.index(r["task"])), args.steps))
   print(Path(args.out).read_text())
 
 

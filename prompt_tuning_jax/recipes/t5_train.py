@@ -50,12 +50,12 @@ def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
   """The task's possible targets (None when open-ended); errors for unknown and non-text-to-text tasks."""
   if task_name not in seqio.TaskRegistry.names():
     raise tasks.UnknownTaskError(f"unknown task {task_name!r}. Text-to-text tasks: "
-                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}. Set MIXTURE_OR_TASK_NAME to one.")
+                                 f"{', '.join(sorted(text_to_text.SCORING))}. Set MIXTURE_OR_TASK_NAME to one.")
   task = tasks.get_task(task_name)
   if not {"inputs", "targets"} <= set(task.output_features):
     raise tasks.UnknownTaskError(f"task {task_name!r} is not text-to-text (it has features "
                                  f"{sorted(task.output_features)}); T5 tasks: "
-                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}.")
+                                 f"{', '.join(sorted(text_to_text.SCORING))}.")
   return text_to_text.TARGET_STRINGS.get(task_name)
 
 
