@@ -2,17 +2,23 @@
 format (tests/fixtures/t5_tasks, MRQA from tests/fixtures/mrqa_sample.jsonl), T5's postprocessing and metrics on
 hand-computed cases, and the sizes of the real data sets in ../shared/data where they are present."""
 
+import ast
 import gzip
+import json
+import re
 import shutil
 
 import pytest
 import seqio
+import tensorflow_datasets as tfds
 
 from conftest import REPO
+from prompt_tuning_jax import tasks
 from prompt_tuning_jax.tasks import loading, registry, t5_metrics, t5_qa, text_to_text
 from prompt_tuning_jax.data.text_batching import TextExamples
 from prompt_tuning_jax.data.vocabularies import sentencepiece_vocabulary
 from prompt_tuning_jax.tasks.extractive_qa import MRQA_IN_DOMAIN, MRQA_OUT_OF_DOMAIN
+from prompt_tuning_jax.tasks.sources import DataError
 
 FIXTURES = REPO / "tests" / "fixtures"
 VOCABULARY = sentencepiece_vocabulary(FIXTURES / "t5_tiny_spm.model", 100)
@@ -228,6 +234,17 @@ def test_score_strings_on_loaded_fixture_examples(data_dir):
     text_to_text.score_strings("squad_v010_allanswers", squad, ["U.S."])
 
 
+def test_seqio_postprocess_and_metric_score_as_score_strings(data_dir):
+  """What t5x's evaluation calls: the seqio task's postprocess_fn on each example, then its metric_fns."""
+  task = tasks.get_task("super_glue_multirc_v102", data_dir=data_dir, vocabulary=VOCABULARY)
+  rows = list(tfds.as_numpy(task.get_dataset({"inputs": 512, "targets": 8}, split="validation", shuffle=False,
+                                             use_cached=False)))
+  targets = [task.postprocess_fn(r["targets_pretokenized"].decode(), example=r, is_target=True) for r in rows]
+  predicted = [task.postprocess_fn(p, example=r) for p, r in zip(["True", "False", "True", "junk", "False"], rows)]
+  (metric,) = task.metric_fns
+  assert metric(targets, predicted) == {"em": 50.0, "f1a": pytest.approx(400 / 6)}
+
+
 # ---- Sizes of the real data sets (../shared/data).
 
 COUNTS = [("super_glue_rte_v102", "validation", 277), ("super_glue_boolq_v102", "validation", 3270),
@@ -244,3 +261,29 @@ def test_real_data_sizes(name, split, count):
   rows = registry.SPECS[name].source.at(SHARED).rows(split)
   assert len(rows) == count
   assert all(row["targets"] for row in rows[:50])
+
+
+def test_t5_gin_files_name_registered_tasks_and_their_labels():
+  files = sorted((REPO / "gin" / "t5").glob("*.gin"))
+  assert len(files) >= 13
+  for path in files:
+    text = path.read_text()
+    assert text.startswith("# Provides: ") and "\n# Requires: " in text, path
+    values = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line and not line.startswith("#"))
+    task = ast.literal_eval(values["MIXTURE_OR_TASK_NAME"])
+    assert task in text_to_text.SCORING, path
+    assert set(ast.literal_eval(values["TASK_FEATURE_LENGTHS"])) == {"inputs", "targets"}
+    labels = ast.literal_eval(values.get("CLASS_LABELS", "None"))
+    assert labels is None or tuple(labels) == text_to_text.TARGET_STRINGS[task], path
+
+
+def test_a_wsc_pronoun_missing_from_its_text_is_a_data_error(tmp_path):
+  row = {"text": "Ayla thanked Ruth .", "target": {"span1_index": 0, "span1_text": "Ayla", "span2_index": 2,
+                                                   "span2_text": "she"}, "idx": 5, "label": True}
+  (tmp_path / "superglue" / "wsc").mkdir(parents=True)
+  (tmp_path / "superglue" / "wsc" / "val.jsonl").write_text(json.dumps(row) + "\n")
+  source = registry.SPECS["super_glue_wsc_v102"].source.at(tmp_path)
+  with pytest.raises(DataError, match="^" + re.escape(
+      f"{tmp_path / 'superglue/wsc/val.jsonl'}:1: example 5: pronoun (span2_text) 'she' is not a word of the text "
+      "'Ayla thanked Ruth .'; correct span2_text or remove the row.")):
+    source.rows("validation")

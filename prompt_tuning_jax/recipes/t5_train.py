@@ -146,6 +146,8 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
                            model_parallel=run.partitioner.mesh.shape["model"])
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
+  text_to_text.check_labeled(task_name, train_split, "train_seq2seq.train_split")
+  text_to_text.check_labeled(task_name, eval_split, "train_seq2seq.eval_split")
   check_vocabulary(model, vocabulary)
   t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings, z_loss=z_loss,
                       loss_normalizing_factor=loss_normalizing_factor)

@@ -120,14 +120,15 @@ def _pronoun_blanked(text: str, pronoun: str, index: int, where: str) -> str:
   words = text.split(" ")
   found = [j for j in range(len(words)) if words[j] == pronoun]
   if not found:
-    raise DataError(f"{where}: pronoun {pronoun!r} is not a word of {text!r}.")
+    raise DataError(f"{where}: pronoun (span2_text) {pronoun!r} is not a word of the text {text!r}; correct "
+                    "span2_text or remove the row.")
   j = min(found, key=lambda k: (abs(k - index), k))
   return " ".join([" ".join(words[:j]), "X", " ".join(words[j + 1:])])
 
 
 def wsc_simple_text(row: dict) -> List[dict]:
   """T5's wsc_simple: 'wsc: ' + the text with the pronoun marked '*it*' -> the candidate referent (span1)."""
-  blanked = _pronoun_blanked(row["text"], row["span2_text"], row["span2_index"], f"WSC example {row['idx']}")
+  blanked = _pronoun_blanked(row["text"], row["span2_text"], row["span2_index"], f"example {row['idx']}")
   inputs = "wsc: " + re.sub(" X ", lambda _: f" *{row['span2_text']}* ", blanked)
   return [{"inputs": inputs, "targets": row["span1_text"], "label": row["label"], "idx": row["idx"]}]
 

@@ -18,11 +18,14 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
+from prompt_tuning_jax import errors
+from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.tasks import metrics, registry, t5_metrics
-from prompt_tuning_jax.tasks.sources import MISSING_LABEL, TfdsOrFiles
+from prompt_tuning_jax.tasks.sources import MISSING_LABEL, DataError, TfdsOrFiles, host_value
 from prompt_tuning_jax.data.vocabularies import sentencepiece_vocabulary
 
 UNKNOWN_TARGET = "<unk>"  # T5's target for a row without a label.
@@ -68,7 +71,12 @@ def text_source(base: TfdsOrFiles, to_text: ToText, extra_types: Mapping[str, tf
     return out
 
   def from_file(item, path: Path) -> List[dict]:
-    return convert(base.to_features(item, path))
+    rows = base.to_features(item, path)  # Its errors name file:line themselves.
+    try:
+      return convert(rows)
+    except DataError as e:
+      line = item.get("__line__") if isinstance(item, dict) else None
+      raise DataError(f"{path}{f':{line}' if line else ''}: {e}") from None
 
   def from_tfds(ex: dict) -> List[dict]:
     return convert(base_tfds(ex))
@@ -108,19 +116,42 @@ def label_scoring(label_strings: Sequence[str], metric_fns: Sequence[Callable] =
   return Scoring(score, metric)
 
 
+def _seqio_scoring(name: str, meta_keys: Sequence[str]) -> Tuple[Callable, Callable]:
+  """(postprocess_fn, metric_fn) for seqio (t5x's evaluation): targets carry the target string and the
+  features score_strings reads; the metric scores the decoded strings with score_strings."""
+
+  def postprocess(output, example=None, is_target=False):
+    if not is_target:
+      return output
+    return {"target": host_value(example["targets_pretokenized"]),
+            **{k: host_value(example[k]) for k in meta_keys if k in example}}
+
+  def score_strings_metric(targets, predictions):
+    n = len(targets)
+    meta = {k: [t[k] for t in targets] for k in meta_keys if n and k in targets[0]}
+    examples = text_batching.TextExamples([None] * n, [None] * n, [""] * n, [t["target"] for t in targets],
+                                          np.arange(n), meta)
+    return score_strings(name, examples, predictions)
+
+  return postprocess, score_strings_metric
+
+
 def register_text_task(name: str, source: TfdsOrFiles, scoring: Scoring, target_strings: Sequence[str] = ()) -> None:
-  """Adds text-to-text task `name` (tokenized with the run's SentencePiece vocabulary) and its scoring."""
+  """Adds text-to-text task `name` (tokenized with the run's SentencePiece vocabulary) and its scoring; seqio
+  (t5x) scores it with score_strings too."""
   if target_strings:
     TARGET_STRINGS[name] = tuple(target_strings)
   SCORING[name] = scoring
+  postprocess, metric = _seqio_scoring(name, [k for k in source.feature_types if k not in ("inputs", "targets")])
   registry.add(registry.TaskSpec(name, source, (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim),
-                                 text_to_text_features, (), sentencepiece_vocabulary))
+                                 text_to_text_features, (metric,), sentencepiece_vocabulary, postprocess))
 
 
 def score_strings(task_name: str, examples, predictions: Sequence[str]) -> Dict[str, float]:
   """Metrics (percent) of `predictions`, one decoded string per example of `examples` (TextExamples), as T5's
   evaluation computes them: postprocessed to labels where the task has them (unknown strings count as wrong).
-  A text-to-text task registered elsewhere is scored by its own seqio metric_fns on the strings."""
+  A text-to-text task registered elsewhere is scored by its own seqio metric_fns on the strings. The seqio tasks
+  registered here score with this function too (their postprocess_fn keeps what it reads)."""
   predictions = list(predictions)
   if len(predictions) != len(examples):
     raise ValueError(f"{task_name}: {len(predictions)} predictions for {len(examples)} examples.")
@@ -136,3 +167,12 @@ def score_strings(task_name: str, examples, predictions: Sequence[str]) -> Dict[
 def selection_metric(task_name: str) -> str:
   """The metric that picks a text-to-text task's best checkpoint (accuracy for tasks registered elsewhere)."""
   return SCORING[task_name].metric if task_name in SCORING else "accuracy"
+
+
+def check_labeled(task_name: str, split: str, setting: str) -> None:
+  """A ConfigError when `split` of text-to-text task `task_name` has no labels (its targets are '<unk>'), so
+  that training cannot train or score on it; `setting` names the gin binding."""
+  if task_name in registry.SPECS and not registry.SPECS[task_name].source.has_labels(split):
+    raise errors.ConfigError(f"{setting}={split!r} of {task_name!r} has no labels (a benchmark's test set: every "
+                             "target is '<unk>'), so training cannot train or score on it. Use 'train' / "
+                             "'validation' and decode the test set with python -m prompt_tuning_jax.infer.")
