@@ -95,6 +95,10 @@ EXPECTED = {
         ("wsc: The trophy would not fit in the suitcase because *it* was too small .", "the suitcase")],
     ("super_glue_wsc_v102", "validation"): [("wsc: Ayla thanked Ruth because *she* had helped her .", "Ruth"),
                                             ("wsc: Ayla thanked Ruth because *she* had helped her .", "Ayla")],
+    ("super_glue_wsc_fixed_v102", "validation"): [("wsc text: Ayla thanked * Ruth * because # she # had helped her .",
+                                                   "True"),
+                                                  ("wsc text: * Ayla * thanked Ruth because # she # had helped her .",
+                                                   "False")],
     ("super_glue_axb_v102", "test"): [
         ("rte hypothesis: Some guest brought a dish. premise: Every guest brought a dish.", "entailment"),
         ("rte hypothesis: Every guest brought a dish. premise: Some guest brought a dish.", "not_entailment")],
@@ -125,7 +129,7 @@ def test_inputs_and_targets_are_t5s(name, split, data_dir):
 
 def test_every_task_is_registered_with_seqio_and_taskless_drops_only_the_task_name(data_dir):
   superglue = [n for n in text_to_text.SCORING if n.startswith("super_glue_")]
-  assert len(superglue) == 10 and all(f"taskless_{n}" in text_to_text.SCORING for n in superglue)
+  assert len(superglue) == 11 and all(f"taskless_{n}" in text_to_text.SCORING for n in superglue)
   assert {name for name, _ in EXPECTED} | {f"taskless_{n}" for n in superglue} | {
       "squad_v010_allanswers_dev_split"} == set(text_to_text.SCORING)
   for name in text_to_text.SCORING:

@@ -14,6 +14,7 @@ glue, wsc_simple, record; t5/data/glue_utils.py; prompt_tuning/data/super_glue.p
                            (T5's and the prompt-tuning repo's WSC, wsc_simple: train holds only the rows whose
                            candidate is the referent; validation and test hold all, scored by whether the
                            decoded referent matches the candidate, against the label)
+  super_glue_wsc_fixed_v102  T5's marked-span form: 'wsc text: ... * the suitcase * ... # it # ...' -> False | True
   super_glue_{axb,axg}_v102  split 'test' (labeled), in RTE's format (AX-b's sentence1/sentence2 rekeyed to
                            premise/hypothesis)                                    -> entailment | not_entailment
   glue_rte_v002            'rte sentence1: <premise> sentence2: <hypothesis>' (GLUE's field names; read from the
@@ -112,18 +113,23 @@ _WSC_SPECIAL = {
 
 
 def _pronoun_blanked(text: str, pronoun: str, index: int, where: str) -> str:
-  """The text with its pronoun (word `index` of text.split(' ')) replaced by 'X', as T5's _wsc_inputs. The
-  original (unfixed) files have an index off by a word here and there: the nearest word equal to the pronoun
-  is taken then."""
+  """The text with its pronoun (word `index` of text.split(' '), see _pronoun_index) replaced by 'X', as T5's
+  _wsc_inputs."""
   if text in _WSC_SPECIAL:
     return _WSC_SPECIAL[text]
+  words, j = text.split(" "), _pronoun_index(text, pronoun, index, where)
+  return " ".join([" ".join(words[:j]), "X", " ".join(words[j + 1:])])
+
+
+def _pronoun_index(text: str, pronoun: str, index: int, where: str) -> int:
+  """`index` if word `index` of text.split(' ') is the pronoun, else the nearest word that is (the original
+  files' indices are off by a word here and there; TFDS's wsc.fixed corrected them)."""
   words = text.split(" ")
   found = [j for j in range(len(words)) if words[j] == pronoun]
   if not found:
     raise DataError(f"{where}: pronoun (span2_text) {pronoun!r} is not a word of the text {text!r}; correct "
                     "span2_text or remove the row.")
-  j = min(found, key=lambda k: (abs(k - index), k))
-  return " ".join([" ".join(words[:j]), "X", " ".join(words[j + 1:])])
+  return min(found, key=lambda k: (abs(k - index), k))
 
 
 def wsc_simple_text(row: dict) -> List[dict]:
@@ -131,6 +137,23 @@ def wsc_simple_text(row: dict) -> List[dict]:
   blanked = _pronoun_blanked(row["text"], row["span2_text"], row["span2_index"], f"example {row['idx']}")
   inputs = "wsc: " + re.sub(" X ", lambda _: f" *{row['span2_text']}* ", blanked)
   return [{"inputs": inputs, "targets": row["span1_text"], "label": row["label"], "idx": row["idx"]}]
+
+
+def _mark_span(text: str, span: str, index: int, mark: str) -> str:
+  """T5's wsc _mark_span: ' <mark> span <mark> ' around `span` when it starts word `index` (words end at
+  whitespace); the text unchanged when it does not."""
+  return re.sub(rf"^((?:\S+\s){{{index}}})({re.escape(span)})", lambda m: f"{m[1]}{mark} {m[2]} {mark}", text,
+                count=1)
+
+
+def wsc_marked_text(row: dict) -> List[dict]:
+  """T5's wsc preprocessor: 'wsc text: ...' with the candidate marked '* ... *' and the pronoun '# ... #'."""
+  text = _mark_span(row["text"], row["span1_text"], row["span1_index"], "*")
+  index = _pronoun_index(row["text"], row["span2_text"], row["span2_index"], f"example {row['idx']}")
+  span2_index = index + 2 * (row["span1_index"] < index)  # The two marks are words.
+  text = _mark_span(text, row["span2_text"], span2_index, "#")
+  return [{"inputs": f"wsc text: {text}", "targets": label_text(row["label"], sg.BOOL_LABELS), "label": row["label"],
+           "idx": row["idx"]}]
 
 
 def _wsc_score(examples, predictions) -> Dict[str, float]:
@@ -170,6 +193,8 @@ _TASKS = {
     "wic": (_encoder_source("wic"), glue_text("wic", ("sentence1", "sentence2", "word"), sg.BOOL_LABELS), LABELED,
             label_scoring(sg.BOOL_LABELS), sg.BOOL_LABELS),
     "wsc": (_encoder_source("wsc"), wsc_simple_text, LABELED, Scoring(_wsc_score, "accuracy"), ()),
+    # T5's marked-span classification form of WSC (t5 registers no task for it; named after TFDS's wsc.fixed).
+    "wsc_fixed": (_encoder_source("wsc"), wsc_marked_text, LABELED, label_scoring(sg.BOOL_LABELS), sg.BOOL_LABELS),
     "axb": (_encoder_source("axb"), glue_text("rte", ("hypothesis", "premise"), sg.RTE_LABELS), LABELED,
             label_scoring(sg.RTE_LABELS, (t5_metrics.matthews_with_invalid,), "matthews_corr"), sg.RTE_LABELS),
     "axg": (_encoder_source("axg"), glue_text("rte", ("hypothesis", "premise"), sg.RTE_LABELS), LABELED,
