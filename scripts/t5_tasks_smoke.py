@@ -90,6 +90,8 @@ def main() -> None:
   args = parser.parse_args()
   done = Path(args.out).with_suffix(".json")
   rows = json.loads(done.read_text()) if args.resume and done.exists() else []
+  for r in rows:  # JSON keys are strings.
+    r["losses"] = {int(step): loss for step, loss in r["losses"].items()}
   for task in args.tasks.split(","):
     if any(r["task"] == task for r in rows):
       continue
