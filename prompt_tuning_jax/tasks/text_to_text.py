@@ -16,7 +16,7 @@ open tasks (ReCoRD, SQuAD, MRQA, WSC's referent) have none. `SCORING[task]` is h
 import dataclasses
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import seqio
@@ -55,12 +55,11 @@ def remove_first_token(text: str) -> str:
 ToText = Callable[[dict], List[dict]]
 
 
-def text_source(base: TfdsOrFiles, to_text: ToText, extra_types: Mapping[str, tf.DType],
-                files: Optional[Mapping[str, str]] = None, taskless: bool = False, **changes) -> TfdsOrFiles:
+def text_source(base: TfdsOrFiles, to_text: ToText, extra_types: Mapping[str, tf.DType], taskless: bool = False,
+                **changes) -> TfdsOrFiles:
   """`base` read as before, each of its rows mapped by `to_text` to text rows {'inputs', 'targets', *extra_types}.
 
-  files: the splits to keep (default base's); taskless: drop the inputs' first token (the task name);
-  changes: other TfdsOrFiles fields (readers, unlabeled_splits).
+  taskless: drop the inputs' first token (the task name); changes: other TfdsOrFiles fields (keep_rows, ...).
   """
   base_tfds = base.from_tfds or (lambda ex: {k: ex[k] for k in base.feature_types})
 
@@ -81,7 +80,7 @@ def text_source(base: TfdsOrFiles, to_text: ToText, extra_types: Mapping[str, tf
   def from_tfds(ex: dict) -> List[dict]:
     return convert(base_tfds(ex))
 
-  return dataclasses.replace(base, to_features=from_file, from_tfds=from_tfds, files=files or base.files,
+  return dataclasses.replace(base, to_features=from_file, from_tfds=from_tfds,
                              feature_types={**TEXT_TYPES, **extra_types}, **changes)
 
 
