@@ -38,7 +38,7 @@ def command(task: str, args, model_dir: Path) -> list:
           f"--gin.LEARNING_RATE={args.learning_rate}", f"--gin.train_seq2seq.train_split='{train_split}'",
           f"--gin.train_seq2seq.eval_split='{eval_split.format(squad_eval=args.squad_eval)}'",
           f"--gin.TASK_FEATURE_LENGTHS={{'inputs': {args.inputs_length}, "
-          f"'targets': {32 if task.startswith('squad') else 16 if task == 'wsc' else 8}}}"]
+          f"'targets': {32 if task.startswith('squad') else 16 if task == 'wsc' else 8}}}", *args.bindings]
 
 
 def run(task: str, args) -> dict:
@@ -87,6 +87,8 @@ def main() -> None:
   parser.add_argument("--tasks", default=",".join(TASKS))
   parser.add_argument("--out", default="results/t5_tasks_50.md")
   parser.add_argument("--resume", action="store_true", help="keep the tasks already in <out>.json")
+  parser.add_argument("--binding", dest="bindings", action="append", default=[],
+                      help="another --gin binding for every run, e.g. --binding=--gin.LOSS_NORMALIZING_FACTOR=...")
   args = parser.parse_args()
   done = Path(args.out).with_suffix(".json")
   rows = json.loads(done.read_text()) if args.resume and done.exists() else []
