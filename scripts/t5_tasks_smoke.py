@@ -63,7 +63,8 @@ def table(rows, steps, lr) -> str:
          " | decreased | eval metric (decoded) | rank classification | wall s |"
   lines = [head, "|" + "---|" * (len(logged) + 7)]
   for r in rows:
-    losses = " | ".join(f"{r['losses'][s]:.1f}" if s in r["losses"] else "" for s in logged)
+    number = lambda v: f"{v:.1f}" if v >= 100 else f"{v:.3f}"
+    losses = " | ".join(number(r["losses"][s]) if s in r["losses"] else "" for s in logged)
     rank_key = f"rank_{r['metric']}"
     rank = f"{rank_key} {r['metrics'][rank_key]:.2f}" if rank_key in r["metrics"] else "(open task)"
     lines.append(f"| {r['task']} | {r['train_split']} | {r['eval_split']} | {losses} | {r['decreased']} | "
