@@ -328,6 +328,9 @@ ENCODER_SETTINGS = {
                                                                "a number >= 0"),
     "T5 BATCH_SIZE=0": (["t5", "--gin.BATCH_SIZE=0"], "BATCH_SIZE=0 (train_seq2seq.batch_size) must be an integer"),
     "T5 a step that cannot fit in memory": (["t5", "--gin.PROMPT_LENGTH=1000000"], "a train step needs at least "),
+    "T5 scoring on an unlabeled split": (["t5", "--gin.train_seq2seq.eval_split='test'"],
+                                         "train_seq2seq.eval_split='test' of 'super_glue_rte_v102' has no labels (a "
+                                         "benchmark's test set: every target is '<unk>')"),
 }
 
 

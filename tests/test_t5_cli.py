@@ -84,7 +84,7 @@ def test_infer_decodes_every_input(trained, tmp_path, capsys):
   assert code == 0, capsys.readouterr().err
   inferred = _lines(tmp_path / "predictions.jsonl")
   assert len(inferred) == 10 and set(inferred[0]) == {"idx", "inputs", "prediction"}
-  assert inferred[0]["inputs"].startswith("rte sentence1: ")
+  assert inferred[0]["inputs"].startswith("rte hypothesis: ")
 
 
 def test_missing_prompt_file_is_one_error_line(capsys, tmp_path):
@@ -100,5 +100,6 @@ def test_unknown_task_lists_the_text_to_text_tasks(capsys, tmp_path):
                            "--gin.MIXTURE_OR_TASK_NAME='rte_t5'", f"--gin.INITIAL_CHECKPOINT_PATH='{CHECKPOINT}'",
                            "--gin.TRAIN_STEPS=1", *COMMON])
   assert code == 2
-  assert "unknown task 'rte_t5'. Text-to-text tasks: super_glue_rte_v102, taskless_super_glue_rte_v102" in (
-      capsys.readouterr().err)
+  err = capsys.readouterr().err
+  assert "unknown task 'rte_t5'. Text-to-text tasks: glue_rte_v002, mrqa_bio_asq_v100, " in err
+  assert ", squad_v010_allanswers, " in err and ", super_glue_wsc_v102, taskless_super_glue_axb_v102, " in err

@@ -41,14 +41,16 @@ def test_vocabulary_follows_the_configured_model_file(tmp_path):
   assert sentencepiece_vocabulary(SPM, 100) is T5_VOCABULARY and configured != T5_VOCABULARY
 
 
-@pytest.mark.parametrize("name, prefix", [("super_glue_rte_v102", "rte "), ("taskless_super_glue_rte_v102", "")])
-def test_rte_in_t5_format(name, prefix, t5_data):
+@pytest.mark.parametrize("name, expected", [
+    ("super_glue_rte_v102", "rte hypothesis: A dog sat. premise: The good cat sat on the mat."),
+    ("taskless_super_glue_rte_v102", "hypothesis: A dog sat. premise: The good cat sat on the mat."),
+    ("glue_rte_v002", "rte sentence1: The good cat sat on the mat. sentence2: A dog sat.")])
+def test_rte_in_t5_format(name, expected, t5_data):
   task = tasks.get_task(name, data_dir=t5_data, vocabulary=T5_VOCABULARY)
   ds = task.get_dataset({"inputs": 64, "targets": 8}, split="validation", shuffle=False, use_cached=False)
   rows = list(tfds.as_numpy(ds))
   assert len(rows) == 10
   first = rows[0]
-  expected = f"{prefix}sentence1: The good cat sat on the mat. sentence2: A dog sat."
   assert first["inputs_pretokenized"].decode() == expected
   assert first["targets_pretokenized"].decode() == "not_entailment" and rows[1]["targets_pretokenized"] == b"entailment"
   assert first["inputs"][-1] == 1 and first["targets"][-1] == 1  # EOS appended

@@ -21,12 +21,14 @@ Batch = Dict[str, np.ndarray]
 @dataclasses.dataclass
 class TextExamples:
   """Tokenized examples of one split: ragged input and target ids (EOS included; targets may be
-  empty for inference) with their strings and example ids."""
+  empty for inference) with their strings and example ids; meta: per feature that a task's metric reads
+  (e.g. 'group', 'answers', 'label'; tasks/text_to_text.py), one value per example."""
   inputs: List[np.ndarray]
   targets: List[np.ndarray]
   inputs_text: List[str]
   targets_text: List[str]
   idx: np.ndarray
+  meta: Dict[str, list] = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
     return len(self.inputs)

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 
-from prompt_tuning_jax import tasks, trainable
-from prompt_tuning_jax.tasks import metrics
+from prompt_tuning_jax import trainable
+from prompt_tuning_jax.tasks import metrics, text_to_text
 from prompt_tuning_jax.data import text_batching
 from prompt_tuning_jax.models import decoding
 from prompt_tuning_jax.models.base import BaseModel, InputShapes
@@ -194,14 +194,12 @@ class EncoderDecoderModel(BaseModel):
     return [self.target_strings[int(np.argmax(s))] for s in outputs["rank_scores"]]
 
   def score_examples(self, task_name: str, examples, outputs: Dict[str, List[np.ndarray]]) -> Dict[str, float]:
-    """'loss' (mean summed token loss per example), the task's metric functions on the decoded strings
-    ('accuracy') and on the rank-classification choices ('rank_accuracy')."""
+    """'loss' (mean summed token loss per example), the task's metrics on the decoded strings (e.g. 'accuracy')
+    and on the rank-classification choices ('rank_accuracy'), both by text_to_text.score_strings."""
     decoded, ranked = self.decoded(outputs), self._ranked(outputs)
-    scores = {"loss": float(np.mean(outputs["loss"]))}
-    for fn in tasks.get_task(task_name).metric_fns:
-      scores |= fn(examples.targets_text, decoded)
-      if ranked is not None:
-        scores |= {f"rank_{k}": v for k, v in fn(examples.targets_text, ranked).items()}
+    scores = {"loss": float(np.mean(outputs["loss"]))} | text_to_text.score_strings(task_name, examples, decoded)
+    if ranked is not None:
+      scores |= {f"rank_{k}": v for k, v in text_to_text.score_strings(task_name, examples, ranked).items()}
     return scores
 
   def majority_class_accuracy(self, eval_sets) -> Optional[float]:

@@ -50,12 +50,12 @@ def check_task(task_name: str) -> Optional[Tuple[str, ...]]:
   """The task's possible targets (None when open-ended); errors for unknown and non-text-to-text tasks."""
   if task_name not in seqio.TaskRegistry.names():
     raise tasks.UnknownTaskError(f"unknown task {task_name!r}. Text-to-text tasks: "
-                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}. Set MIXTURE_OR_TASK_NAME to one.")
+                                 f"{', '.join(sorted(text_to_text.SCORING))}. Set MIXTURE_OR_TASK_NAME to one.")
   task = tasks.get_task(task_name)
   if not {"inputs", "targets"} <= set(task.output_features):
     raise tasks.UnknownTaskError(f"task {task_name!r} is not text-to-text (it has features "
                                  f"{sorted(task.output_features)}); T5 tasks: "
-                                 f"{', '.join(sorted(text_to_text.TARGET_STRINGS))}.")
+                                 f"{', '.join(sorted(text_to_text.SCORING))}.")
   return text_to_text.TARGET_STRINGS.get(task_name)
 
 
@@ -146,13 +146,15 @@ def train_seq2seq(model_dir: str = gin.REQUIRED,
                            model_parallel=run.partitioner.mesh.shape["model"])
   vocabulary = configure(sentencepiece_model, extra_ids)
   target_strings = check_task(task_name)
+  text_to_text.check_labeled(task_name, train_split, "train_seq2seq.train_split")
+  text_to_text.check_labeled(task_name, eval_split, "train_seq2seq.eval_split")
   check_vocabulary(model, vocabulary)
   t5 = contract_model(model, vocabulary, feature_lengths, data_dir, beam_size, target_strings, z_loss=z_loss,
                       loss_normalizing_factor=loss_normalizing_factor)
   train_examples = t5.batcher.load(task_name, train_split)
   eval_examples = t5.batcher.load(task_name, eval_split)
   train_data = fit.TrainData(train_examples, t5.batcher.train_batches(train_examples, batch_size, seed),
-                             {task_name: eval_examples}, "accuracy")
+                             {task_name: eval_examples}, text_to_text.selection_metric(task_name))
   backbone = load_backbone(model, initial_checkpoint_path, seed, assignment_map, fallback_to_scratch)
   print(f"Task {task_name}: {len(train_examples):,} train / {len(eval_examples):,} {eval_split} examples"
         f"{f'; targets {list(target_strings)}' if target_strings else ''}")

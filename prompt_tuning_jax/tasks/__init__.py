@@ -14,7 +14,7 @@ import seqio
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.tasks import classification, mixtures, registry
-from prompt_tuning_jax.tasks import text_to_text  # pylint: disable=unused-import  (T5 tasks)
+from prompt_tuning_jax.tasks import t5_qa, t5_superglue, text_to_text  # pylint: disable=unused-import  (T5 tasks)
 from prompt_tuning_jax.tasks.registry import INFO, LABEL_NAMES, TaskInfo
 from prompt_tuning_jax.tasks.sources import DataError, resolve_data_dir
 

@@ -59,6 +59,7 @@ class TaskSpec:
     features: vocabulary -> output features (features.encoder_features, text_to_text.text_to_text_features).
     default_vocabulary: () -> the vocabulary when a run gives none (the packaged MiniLM's WordPiece for
       encoder tasks, t5's default SentencePiece model for text-to-text ones).
+    postprocess_fn: seqio's postprocess_fn (text-to-text tasks: what their metric_fns read from an example).
   """
   name: str
   source: TfdsOrFiles
@@ -66,13 +67,14 @@ class TaskSpec:
   features: Features
   metric_fns: Tuple[Callable, ...]
   default_vocabulary: Callable[[], seqio.Vocabulary]
+  postprocess_fn: Optional[Callable] = None
 
   def build(self, data_dir=None, vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Task:
     source = self.source.at(data_dir)
     vocabulary = self.default_vocabulary() if vocabulary is None else vocabulary
     return seqio.Task(self.name, seqio.FunctionDataSource(source, splits=source.splits),
                       output_features=self.features(vocabulary), preprocessors=list(self.preprocessors),
-                      metric_fns=list(self.metric_fns))
+                      metric_fns=list(self.metric_fns), postprocess_fn=self.postprocess_fn)
 
 
 SPECS: Dict[str, TaskSpec] = {}

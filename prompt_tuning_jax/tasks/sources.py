@@ -202,6 +202,8 @@ class TfdsOrFiles:
       MISSING_LABEL and are predicted, never scored. In every other split a row without its label is a
       DataError naming file:line (check_label). `has_labels` is the one place that decides.
     label_field: where a raw row holds its label, as named in that error.
+    keep_rows: split -> a predicate on its built rows: only the rows it accepts are kept (T5's WSC trains on
+      the correct referents only).
   """
   files: Mapping[str, str]
   reader: Callable[[Path], Iterable]
@@ -214,6 +216,7 @@ class TfdsOrFiles:
   data_dir: Optional[Path] = None
   unlabeled_splits: Sequence[str] = ()
   label_field: str = "label"
+  keep_rows: Mapping[str, Callable[[dict], bool]] = dataclasses.field(default_factory=dict)
 
   def at(self, data_dir) -> "TfdsOrFiles":
     """This source reading its files under `data_dir` (None = SHIPPED_DATA_DIR)."""
@@ -292,7 +295,8 @@ class TfdsOrFiles:
   def rows(self, split: str) -> List[dict]:
     if split not in self.files:
       raise DataError(f"unknown split {split!r}; this task has {list(self.files)}.")
-    return self.tfds_rows(split) if self.tfds_prepared() else self.read_rows(split)
+    rows = self.tfds_rows(split) if self.tfds_prepared() else self.read_rows(split)
+    return [row for row in rows if self.keep_rows[split](row)] if split in self.keep_rows else rows
 
   def __call__(self, split: str, shuffle_files: bool = False, seed: Optional[int] = None) -> tf.data.Dataset:
     del shuffle_files, seed  # Rows come in file order; the trainer shuffles batches itself.
