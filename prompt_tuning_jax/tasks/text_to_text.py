@@ -39,6 +39,16 @@ def text_to_text_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Featu
 TARGET_STRINGS: Dict[str, Tuple[str, ...]] = {}
 
 
+def score_strings(task_name: str, examples, predictions: Sequence[str]) -> Dict[str, float]:
+  """The task's metrics (percent) of the decoded `predictions` [n] against `examples.targets_text` [n]:
+  what evaluation reports for decoded strings (and, prefixed 'rank_', for rank-classification choices)."""
+  from prompt_tuning_jax import tasks  # pylint: disable=g-import-not-at-top  (tasks imports this module)
+  scores: Dict[str, float] = {}
+  for fn in tasks.get_task(task_name).metric_fns:
+    scores |= fn(list(examples.targets_text), list(predictions))
+  return scores
+
+
 def to_text(dataset: tf.data.Dataset, task_prefix: Optional[str], fields: Sequence[Tuple[str, str]],
             label_names: Sequence[str]) -> tf.data.Dataset:
   """Rows {field..., 'label', 'idx'} -> {'inputs', 'targets', 'idx'} strings in T5's format.
