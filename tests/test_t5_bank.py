@@ -176,8 +176,9 @@ def test_ensemble_of_three_trains_and_reports_members_and_votes(data_dir, tmp_pa
     assert line["prediction"] == (majority[0] if majority else line["prediction"]) and line["prediction"] in votes
     assert sum(line["rank_scores"]) == pytest.approx(1.0, abs=1e-3)  # the members' mean probabilities
   assert metrics["accuracy"] == pytest.approx(100 * np.mean([l["prediction"] == l["target"] for l in lines]))
-  prompts = [export.load_export(model_dir / "export" / f"member_{k}.safetensors")[0]["prompt/prompt"]
-             for k in range(3)]
+  exported = [export.load_export(model_dir / "export" / f"member_{k}.safetensors") for k in range(3)]
+  prompts = [tensors["prompt/prompt"] for tensors, _ in exported]
+  assert [metadata["bank_member"] for _, metadata in exported] == ["member_0", "member_1", "member_2"]
   assert all(p.shape == (4, 64) for p in prompts) and np.abs(prompts[0] - prompts[1]).max() > 1e-3
   losses = [r["loss"] for r in _lines(model_dir / "metrics.jsonl") if r["split"] == "train"]
   assert losses and all(np.isfinite(losses))

@@ -353,10 +353,9 @@ class EncoderDecoderModel(BaseModel):
                    if key.startswith(f"prompt/members_{k}/")} for k, name in enumerate(names)}
 
   def export_metadata(self) -> Dict[str, Any]:
-    c, prompt = self.module.config, prompt_template(self.module.prompt)
-    bank = self.module.prompt.size if isinstance(self.module.prompt, PromptBank) else 1
+    c, prompt = self.module.config, prompt_template(self.module.prompt)  # A bank's: its members' kind and length.
     return {"model": "t5_1_1", "hidden_size": c.d_model, "num_hidden_layers": c.num_encoder_layers,
             "num_decoder_layers": c.num_decoder_layers, "num_attention_heads": c.num_heads,
             "vocab_size": c.vocab_size, "prompt_kind": type(prompt).__name__ if prompt is not None else "none",
             "prompt_length": prompt.length if prompt is not None else 0, "position_policy": "relative",
-            "pooling": "none", **({"prompt_bank_size": bank} if bank > 1 else {}), **self._metadata}
+            "pooling": "none", **self._metadata}
