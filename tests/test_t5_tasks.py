@@ -159,7 +159,8 @@ def test_mixtures():
 
 
 def _examples(targets, **meta):
-  return TextExamples([None] * len(targets), [None] * len(targets), [""] * len(targets), list(targets), None, meta)
+  return TextExamples([None] * len(targets), [None] * len(targets), [""] * len(targets), list(targets), None,
+                      meta=meta)
 
 
 def test_unknown_strings_are_wrong_labels():

@@ -5,11 +5,13 @@ inputs (inference). Inputs and targets are each padded to one of a few bucket le
 (batching.bucket_lengths), so a run compiles a handful of programs. Train batches are a pure
 function of (seed, step) in the encoder trainer's order (batching.BatchOrder: shuffled per
 epoch, grouped by input length), so a resumed run sees the batches it would have seen.
+Every batch carries `prompt_ids` [B], the prompt-bank member of each row (its task id in a
+mixture, 0 otherwise; padding rows 0).
 """
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 from prompt_tuning_jax import errors
@@ -21,17 +23,33 @@ Batch = Dict[str, np.ndarray]
 @dataclasses.dataclass
 class TextExamples:
   """Tokenized examples of one split: ragged input and target ids (EOS included; targets may be
-  empty for inference) with their strings and example ids; meta: per feature that a task's metric reads
+  empty for inference) with their strings, example ids and prompt ids (the prompt-bank member each
+  example uses: its task's id in a mixture; None = all 0); meta: per feature that a task's metric reads
   (e.g. 'group', 'answers', 'label'; tasks/text_to_text.py), one value per example."""
   inputs: List[np.ndarray]
   targets: List[np.ndarray]
   inputs_text: List[str]
   targets_text: List[str]
   idx: np.ndarray
+  prompt_ids: Optional[np.ndarray] = None
   meta: Dict[str, list] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.prompt_ids is None:
+      self.prompt_ids = np.zeros((len(self.inputs),), np.int32)
 
   def __len__(self) -> int:
     return len(self.inputs)
+
+
+def concatenate(parts: Sequence[TextExamples]) -> TextExamples:
+  """One TextExamples holding every part in order, each part's prompt ids kept (a mixture's training set);
+  meta keeps the features every part has."""
+  join = lambda name: [x for part in parts for x in getattr(part, name)]
+  shared_meta = set.intersection(*(set(part.meta) for part in parts)) if parts else set()
+  return TextExamples(join("inputs"), join("targets"), join("inputs_text"), join("targets_text"),
+                      np.concatenate([p.idx for p in parts]), np.concatenate([p.prompt_ids for p in parts]),
+                      {k: [x for part in parts for x in part.meta[k]] for k in sorted(shared_meta)})
 
 
 def load_input_file(path, vocabulary, max_length: int) -> TextExamples:
@@ -62,9 +80,11 @@ def pad_batch(examples: TextExamples, index: Sequence[int], buckets: Mapping[str
               batch_size: int) -> Batch:
   """Examples at `index` -> a batch (see models/encoder_decoder_model.py) of batch_size rows; missing rows are all padding."""
   targets = pad_to([examples.targets[i] for i in index], batch_size, buckets["targets"])
+  prompt_ids = np.zeros((batch_size,), np.int32)
+  prompt_ids[:len(index)] = examples.prompt_ids[np.asarray(index, np.int64)]
   return {"encoder_input_tokens": pad_to([examples.inputs[i] for i in index], batch_size, buckets["inputs"]),
           "decoder_target_tokens": targets, "decoder_input_tokens": shift_right(targets),
-          "decoder_loss_weights": (targets > 0).astype(np.float32)}
+          "decoder_loss_weights": (targets > 0).astype(np.float32), "prompt_ids": prompt_ids}
 
 
 def feature_buckets(feature_lengths: Mapping[str, int]) -> Dict[str, List[int]]:

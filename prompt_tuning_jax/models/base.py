@@ -18,6 +18,7 @@ and what one `fit` needs beyond them to train and evaluate any model:
   score_examples(task, examples, outputs)  -> metrics, evaluation's host half
   prediction_lines(task, examples, outputs) -> predictions.jsonl's lines (id, prediction, target per example)
   exportable(trained), export_metadata()   -> what an export file stores
+  member_exports(trained)                  -> further exports (a prompt bank's members, each alone)
 
 `params` is the whole parameter tree (frozen and trainable merged). The training core
 differentiates with respect to the trainable part only and passes the frozen part as a
@@ -139,6 +140,12 @@ class BaseModel(abc.ABC):
   @abc.abstractmethod
   def exportable(self, trained) -> Dict[str, np.ndarray]:
     """The trainable parameters as an export stores them, by '/'-joined path."""
+
+  def member_exports(self, trained) -> Dict[str, Dict[str, np.ndarray]]:
+    """Exports written beside the run's, by name (export/<name>.safetensors): e.g. each prompt of a bank alone;
+    {} (the default): none."""
+    del trained
+    return {}
 
   @abc.abstractmethod
   def export_metadata(self) -> Dict[str, Any]:

@@ -14,7 +14,8 @@ counts the EOS). With K = 1 it is greedy decoding. Cached, each step reorders th
 parent beam.
 
 `params` is the PromptedT5's parameter tree without the 'params' wrapper: backbone/... and,
-with a prompt, prompt/....
+with a prompt, prompt/.... With a prompt bank, `prompt_ids` [B] picks each example's prompt
+(None: member 0).
 """
 
 import functools
@@ -58,13 +59,14 @@ def init_cache(backbone: T5, params, encoded, encoder_mask, max_length: int,
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def _prepare(model: PromptedT5, params, encoder_input_tokens, copies: int = 1):
+def _prepare(model: PromptedT5, params, encoder_input_tokens, copies: int = 1, prompt_ids=None):
   """(encoded [B*K, P+T, H], encoder mask [B*K, P+T], decoder prefixes [B*K, P', N, D] per layer),
   each example repeated K = `copies` times (beams of one example adjacent)."""
   variables = {"params": params}
-  encoded = model.apply(variables, encoder_input_tokens, enable_dropout=False, method=PromptedT5.encode)
+  encoded = model.apply(variables, encoder_input_tokens, enable_dropout=False, prompt_ids=prompt_ids,
+                        method=PromptedT5.encode)
   mask = model.apply(variables, encoder_input_tokens, method=PromptedT5.encoder_mask)
-  prefixes = model.apply(variables, encoder_input_tokens.shape[0], enable_dropout=False,
+  prefixes = model.apply(variables, encoder_input_tokens.shape[0], enable_dropout=False, prompt_ids=prompt_ids,
                          method=PromptedT5.decoder_prefixes)
   if copies > 1:
     repeat = lambda x: jnp.repeat(x, copies, axis=0)
@@ -108,7 +110,7 @@ def _reorder(cache: Optional[dict], parent: jax.Array) -> Optional[dict]:
 
 
 def greedy_decode(model: PromptedT5, params, encoder_input_tokens, max_length: int, *, cached: bool = True,
-                  start_id: int = 0, eos_id: int = 1, pad_id: int = 0) -> jax.Array:
+                  start_id: int = 0, eos_id: int = 1, pad_id: int = 0, prompt_ids=None) -> jax.Array:
   """Argmax decoding.
 
   Args:
@@ -118,11 +120,12 @@ def greedy_decode(model: PromptedT5, params, encoder_input_tokens, max_length: i
     max_length: G, the number of ids to produce.
     cached: use the key/value cache (module docstring); False re-runs the decoder on the buffer.
     start_id, eos_id, pad_id: T5 uses 0, 1, 0.
+    prompt_ids: [B] a prompt bank's member per example (None: member 0; ignored without a bank).
 
   Returns:
     [B, G] int32 ids, the start id excluded, `pad_id` after EOS.
   """
-  encoded, mask, prefixes = _prepare(model, params, encoder_input_tokens)
+  encoded, mask, prefixes = _prepare(model, params, encoder_input_tokens, prompt_ids=prompt_ids)
   state, step = _decoder_step(model, params, encoded, mask, prefixes, max_length, cached)
   b = encoded.shape[0]
   tokens = jnp.full((b, max_length + 1), pad_id, jnp.int32).at[:, 0].set(start_id)
@@ -139,13 +142,13 @@ def greedy_decode(model: PromptedT5, params, encoder_input_tokens, max_length: i
 
 def beam_search(model: PromptedT5, params, encoder_input_tokens, max_length: int, *, beam_size: int = 4,
                 alpha: float = 0.6, cached: bool = True, start_id: int = 0, eos_id: int = 1,
-                pad_id: int = 0) -> jax.Array:
+                pad_id: int = 0, prompt_ids=None) -> jax.Array:
   """Returns the best of `beam_size` beams, [B, G] int32 ids (start id excluded, pad after EOS).
 
   Args: as `greedy_decode`; `alpha` the length penalty exponent (0 = plain log-probability).
   """
   b, k = encoder_input_tokens.shape[0], beam_size
-  encoded, mask, prefixes = _prepare(model, params, encoder_input_tokens, copies=k)
+  encoded, mask, prefixes = _prepare(model, params, encoder_input_tokens, copies=k, prompt_ids=prompt_ids)
   state, step = _decoder_step(model, params, encoded, mask, prefixes, max_length, cached)
   tokens = jnp.full((b * k, max_length + 1), pad_id, jnp.int32).at[:, 0].set(start_id)
   # Only beam 0 is alive at first, so the K beams do not start as K copies of one hypothesis.

@@ -26,14 +26,15 @@ from prompt_tuning_jax.prompts.deep import DeepPrompt, collapse_reparameterizati
 from prompt_tuning_jax.tasks import loading
 
 
-def for_ensemble(batch, size: int):
+def for_ensemble(batch, size: int, ids_key: str = "task_ids"):
   """Repeats a batch for each of `size` ensemble members: arrays [B, ...] -> [K * B, ...],
-  with task_ids = the member index (member k's rows are k*B ... k*B + B - 1)."""
+  with batch[ids_key] = the member index (member k's rows are k*B ... k*B + B - 1). The encoder's
+  members are picked by task_ids, the T5's (encoder_decoder_model.py) by prompt_ids."""
   if size == 1:
     return batch
   tiled = {k: jnp.concatenate([v] * size) for k, v in batch.items()}
-  b = batch["labels"].shape[0]
-  return tiled | {"task_ids": jnp.repeat(jnp.arange(size, dtype=jnp.int32), b)}
+  b = batch[ids_key].shape[0]
+  return tiled | {ids_key: jnp.repeat(jnp.arange(size, dtype=jnp.int32), b)}
 
 
 def task_loss(head_kind: str, outputs, batch):

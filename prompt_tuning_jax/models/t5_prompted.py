@@ -18,6 +18,11 @@ and `prompt/...` (new). The prompt's kind picks how it enters, through the hooks
   the encoder) and an export stores it as `prompt/prefix` [Le + Ld, 2, P, N, D].
   Cross-attention takes no prefix.
 
+A `PromptBank` of K input or deep prompts gives each row its own prompt: every method takes
+`prompt_ids` [B] (keyword; None = member 0), the member row b uses (task id in a mixed-task
+batch, member id in an ensemble). Member k alone gives exactly what a PromptedT5 with member
+k's prompt gives (its parameters are those of a single prompt).
+
 The methods have t5x's EncoderDecoder signatures: `encode(encoder_input_tokens)` -> states
 [B, P+T, H], `decode(encoded, encoder_input_tokens, decoder_input_tokens,
 decoder_target_tokens)` and `__call__(encoder_input_tokens, decoder_input_tokens,
@@ -34,25 +39,30 @@ import jax.numpy as jnp
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.models.t5 import T5, LayerPrefixes, T5Config, check_no_packing
+from prompt_tuning_jax.prompts.bank import PromptBank, prompt_template
 from prompt_tuning_jax.prompts.deep import DeepPrompt, layer_prefixes, resolve_layers
 from prompt_tuning_jax.prompts.input import InputPrompt, prepend
 from prompt_tuning_jax.prompts.ptuning import PTuningEncoder, check_template
 
-Prompt = Union[InputPrompt, PTuningEncoder, DeepPrompt]
+Prompt = Union[InputPrompt, PTuningEncoder, DeepPrompt, PromptBank]
 
 
 class PromptedT5(nn.Module):
   """Attributes:
     config: the T5 architecture.
-    prompt: an InputPrompt, PTuningEncoder or DeepPrompt (see the module docstring), or None.
+    prompt: an InputPrompt, PTuningEncoder or DeepPrompt (see the module docstring), a PromptBank of
+      input or deep prompts (one per row by `prompt_ids`), or None.
   """
   config: T5Config
   prompt: Optional[Prompt] = None
 
   def setup(self):
-    if self.prompt is not None and not isinstance(self.prompt, (InputPrompt, PTuningEncoder, DeepPrompt)):
-      raise TypeError(f"PromptedT5 cannot attach a {type(self.prompt).__name__}.")
-    p = self.prompt
+    p = prompt_template(self.prompt)
+    if p is not None and not isinstance(p, (InputPrompt, PTuningEncoder, DeepPrompt)):
+      raise TypeError(f"PromptedT5 cannot attach a {type(p).__name__}.")
+    if isinstance(self.prompt, PromptBank) and isinstance(p, PTuningEncoder):
+      raise errors.ConfigError("a bank of prompts (ENSEMBLE_SIZE > 1 or MULTITASK_PROMPT='per_task') needs input or "
+                               "deep prompts, not P-Tuning; use gin/models/t5_1_1_*_prompt.gin or a deep prompt.")
     if isinstance(p, PTuningEncoder) and check_template(p.template, p.length)[1:] != (0, 0):
       raise errors.ConfigError(f"P-Tuning on T5 prepends its virtual tokens: set the template to ({p.length}, 0), "
                                f"not {tuple(p.template)}.")
@@ -60,16 +70,26 @@ class PromptedT5(nn.Module):
 
   def input_prompt_length(self) -> int:
     """P positions the prompt adds to the encoder input (0 for deep prompts or none)."""
-    return self.prompt.length if isinstance(self.prompt, (InputPrompt, PTuningEncoder)) else 0
+    p = prompt_template(self.prompt)
+    return p.length if isinstance(p, (InputPrompt, PTuningEncoder)) else 0
 
-  def _deep_prefixes(self, batch: int, enable_dropout: bool) -> Tuple[LayerPrefixes, LayerPrefixes]:
+  def _bank_ids(self, batch: int, prompt_ids) -> Optional[jax.Array]:
+    """[B] member ids for a bank (None given: member 0), None without a bank."""
+    if not isinstance(self.prompt, PromptBank):
+      return None
+    return jnp.zeros((batch,), jnp.int32) if prompt_ids is None else jnp.asarray(prompt_ids, jnp.int32)
+
+  def _deep_prefixes(self, batch: int, enable_dropout: bool, prompt_ids=None) -> Tuple[LayerPrefixes, LayerPrefixes]:
     """(encoder, decoder) per-layer prefixes, each None when there is no deep prompt."""
-    if not isinstance(self.prompt, DeepPrompt):
+    template = prompt_template(self.prompt)
+    if not isinstance(template, DeepPrompt):
       return None, None
     c = self.config
     total = c.num_encoder_layers + c.num_decoder_layers
-    prefixes = self.prompt(batch, total, c.num_heads, c.d_kv, deterministic=not enable_dropout)
-    per_layer: List = layer_prefixes(prefixes, resolve_layers(self.prompt.layers, total), total)
+    ids, shape = self._bank_ids(batch, prompt_ids), (total, c.num_heads, c.d_kv)
+    prefixes = (self.prompt(batch, *shape, deterministic=not enable_dropout) if ids is None else
+                self.prompt.deep(ids, *shape, deterministic=not enable_dropout))
+    per_layer: List = layer_prefixes(prefixes, resolve_layers(template.layers, total), total)
     return per_layer[:c.num_encoder_layers], per_layer[c.num_encoder_layers:]
 
   def encoder_mask(self, encoder_input_tokens: jax.Array) -> jax.Array:
@@ -79,8 +99,9 @@ class PromptedT5(nn.Module):
     return jnp.concatenate([jnp.ones((mask.shape[0], p), bool), mask], axis=1) if p else mask
 
   def encode(self, encoder_input_tokens: jax.Array, encoder_segment_ids=None, encoder_positions=None, *,
-             enable_dropout: bool = True) -> jax.Array:
-    """[B, T] ids (0 = padding) -> encoder states [B, P+T, H] (P = `input_prompt_length()`).
+             enable_dropout: bool = True, prompt_ids=None) -> jax.Array:
+    """[B, T] ids (0 = padding), prompt_ids [B] (a bank's members) -> encoder states [B, P+T, H]
+    (P = `input_prompt_length()`).
 
     Segment ids and positions (packing) are not supported. The states of padded positions
     are meaningless; `decode` masks them again from `encoder_input_tokens`.
@@ -88,26 +109,29 @@ class PromptedT5(nn.Module):
     check_no_packing(encoder_segment_ids=encoder_segment_ids, encoder_positions=encoder_positions)
     mask = self.encoder_mask(encoder_input_tokens)
     if self.input_prompt_length():
-      embeds, _, _ = prepend(self.prompt(self.backbone.word_embedding_table()),
-                             self.backbone.embed_words(encoder_input_tokens), None, encoder_input_tokens > 0)
+      table, ids = self.backbone.word_embedding_table(), self._bank_ids(encoder_input_tokens.shape[0], prompt_ids)
+      prompt = self.prompt(table) if ids is None else self.prompt.input(ids, table)
+      embeds, _, _ = prepend(prompt, self.backbone.embed_words(encoder_input_tokens), None, encoder_input_tokens > 0)
       return self.backbone.encode(None, enable_dropout=enable_dropout, encoder_mask=mask, inputs_embeds=embeds)
-    prefixes, _ = self._deep_prefixes(encoder_input_tokens.shape[0], enable_dropout)
+    prefixes, _ = self._deep_prefixes(encoder_input_tokens.shape[0], enable_dropout, prompt_ids)
     return self.backbone.encode(encoder_input_tokens, enable_dropout=enable_dropout, encoder_mask=mask,
                                 layer_prefixes=prefixes)
 
-  def decoder_prefixes(self, batch: int, *, enable_dropout: bool = True) -> LayerPrefixes:
+  def decoder_prefixes(self, batch: int, *, enable_dropout: bool = True, prompt_ids=None) -> LayerPrefixes:
     """Per decoder layer None or (keys, values) [B, P, N, D]: what decoding loops pass to `T5.decode`."""
-    return self._deep_prefixes(batch, enable_dropout)[1]
+    return self._deep_prefixes(batch, enable_dropout, prompt_ids)[1]
 
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
              encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None, *,
-             enable_dropout: bool = True, decode: bool = False, max_decode_length: Optional[int] = None) -> jax.Array:
+             enable_dropout: bool = True, decode: bool = False, max_decode_length: Optional[int] = None,
+             prompt_ids=None) -> jax.Array:
     """Decoder pass -> float32 logits [B, T', V], as `T5.decode`: `encoded` [B, P+T, H] from `encode`,
     `encoder_input_tokens` [B, T] (the mask is rebuilt from them, prompt positions visible),
     decoder inputs and targets [B, T'] ([B, 1] per cached step with `decode`; targets ignored there)."""
     check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
                      decoder_positions=decoder_positions)
-    prefixes = self.decoder_prefixes(decoder_input_tokens.shape[0], enable_dropout=enable_dropout)
+    prefixes = self.decoder_prefixes(decoder_input_tokens.shape[0], enable_dropout=enable_dropout,
+                                     prompt_ids=prompt_ids)
     return self.backbone.decode(encoded, None, decoder_input_tokens, decoder_target_tokens,
                                 enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length,
                                 encoder_mask=self.encoder_mask(encoder_input_tokens), layer_prefixes=prefixes)
@@ -115,11 +139,12 @@ class PromptedT5(nn.Module):
   def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens, encoder_segment_ids=None,
                decoder_segment_ids=None, encoder_positions=None, decoder_positions=None, *,
                enable_dropout: bool = True, decode: bool = False,
-               max_decode_length: Optional[int] = None) -> jax.Array:
+               max_decode_length: Optional[int] = None, prompt_ids=None) -> jax.Array:
     """[B, T] inputs, [B, T'] decoder inputs (targets shifted right) and targets (positions > 0
     are real) -> logits [B, T', V] (float32). With `decode` the decoder runs cached (`T5.decode`)."""
     check_no_packing(encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
                      encoder_positions=encoder_positions, decoder_positions=decoder_positions)
-    encoded = self.encode(encoder_input_tokens, enable_dropout=enable_dropout)
+    encoded = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, prompt_ids=prompt_ids)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-                       enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length)
+                       enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length,
+                       prompt_ids=prompt_ids)

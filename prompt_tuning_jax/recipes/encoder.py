@@ -90,7 +90,7 @@ def split_tasks(names: Sequence[str], train_split: str, eval_split: str, shared:
                 eval_task_name: Optional[str] = None) -> Tuple[List[str], List[str]]:
   """(tasks to train on, tasks to evaluate): those with the split. Evaluation-only tasks (MRQA's out-of-domain
   sets; `eval_task_name`'s, e.g. AX-b after RTE) need what the trained tasks use: one prompt and head (`shared`)."""
-  splits = {name: tasks.info(name).source.splits for name in names}
+  splits = {name: tasks.registry.SPECS[name].source.splits for name in names}  # Encoder and text-to-text tasks.
   trained = [name for name in names if train_split in splits[name]]
   if not trained:
     raise errors.ConfigError(f"no task of {list(names)} has a {train_split!r} split ({splits}); evaluation-only "
@@ -99,7 +99,7 @@ def split_tasks(names: Sequence[str], train_split: str, eval_split: str, shared:
   evaluated = [name for name in names if eval_split in splits[name]]
   if eval_task_name is not None:
     evaluated = list(tasks.task_names(eval_task_name))
-    missing = [name for name in evaluated if eval_split not in tasks.info(name).source.splits]
+    missing = [name for name in evaluated if eval_split not in tasks.registry.SPECS[name].source.splits]
     if missing:
       raise errors.ConfigError(f"{missing} have no {eval_split!r} split; set train.eval_split.")
   if not evaluated:

@@ -2,9 +2,10 @@
 
 Members are combined two ways: the mean of their probabilities (the ensemble's
 prediction) and a majority vote of their argmaxes, ties broken by the mean probability.
+A T5 ensemble votes on decoded strings the same way (`majority_vote_strings`).
 """
 
-from typing import Dict, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +21,25 @@ def majority_vote(member_predictions: np.ndarray, mean_probs: np.ndarray) -> np.
   num_classes = mean_probs.shape[-1]
   votes = np.stack([np.bincount(p, minlength=num_classes) for p in member_predictions.T])  # [n, C]
   return np.argmax(votes + 0.5 * mean_probs, -1)  # Probabilities < 1 only break ties.
+
+
+def majority_vote_strings(member_strings: Sequence[Sequence[str]], member_log_probs: np.ndarray) -> List[str]:
+  """member_strings [K][n] (each member's decoded strings), member_log_probs [K, n] (each member's
+  log-probability of its own string) -> [n]: the most voted string.
+
+  Among equally voted strings the one with the highest mean probability wins, as in `majority_vote`:
+  a string's mean probability is the mean over the K members of the probability each gave it, where
+  a member that decoded another string counts 0 for it (it is not scored on strings it did not
+  decode). Exact ties left go to the string the lowest-numbered member decoded.
+  """
+  probs = np.exp(np.asarray(member_log_probs, np.float64))
+  out = []
+  for i in range(len(member_strings[0])):
+    votes: Dict[str, List[float]] = {}
+    for k, strings in enumerate(member_strings):  # Dicts keep the first member's order for the last tie-break.
+      votes.setdefault(strings[i], []).append(probs[k, i])
+    out.append(max(votes, key=lambda s: (len(votes[s]), sum(votes[s]))))  # max keeps the first of equals.
+  return out
 
 
 def mean_probabilities(logits: np.ndarray, num_labels: int) -> np.ndarray:

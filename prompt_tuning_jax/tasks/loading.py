@@ -75,4 +75,5 @@ def load_text_examples(task_name: str, split: str, feature_lengths: Mapping[str,
   batched = {"inputs", "targets", "inputs_pretokenized", "targets_pretokenized", "idx"}
   meta = {k: [_host_value(row[k]) for row in rows] for k in rows[0] if k not in batched}
   return text_batching.TextExamples([r["inputs"] for r in rows], [r["targets"] for r in rows], [text(r, "inputs") for r in rows],
-                      [text(r, "targets") for r in rows], np.array([r.get("idx", i) for i, r in enumerate(rows)]), meta)
+                      [text(r, "targets") for r in rows], np.array([r.get("idx", i) for i, r in enumerate(rows)]),
+                      meta=meta)

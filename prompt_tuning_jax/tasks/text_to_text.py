@@ -129,7 +129,7 @@ def _seqio_scoring(name: str, meta_keys: Sequence[str]) -> Tuple[Callable, Calla
     n = len(targets)
     meta = {k: [t[k] for t in targets] for k in meta_keys if n and k in targets[0]}
     examples = text_batching.TextExamples([None] * n, [None] * n, [""] * n, [t["target"] for t in targets],
-                                          np.arange(n), meta)
+                                          np.arange(n), meta=meta)
     return score_strings(name, examples, predictions)
 
   return postprocess, score_strings_metric

@@ -206,6 +206,10 @@ def fit(run: Run, model: BaseModel, backbone, data: TrainData, tx: optax.Gradien
 
   def save_best(step, trained, scores):
     export.save_export(export_path, model.exportable(trained), {**metadata, "step": step, "metric": scores})
+    for name, tensors in model.member_exports(trained).items():  # A bank's prompts, each loadable alone.
+      own = {"task": name, "tasks": [name]} if name in export_metadata["tasks"] else {}  # A mixture's task's prompt.
+      export.save_export(export_path.parent / f"{name}.safetensors", tensors,
+                         {**metadata, **own, "step": step, "metric": scores, "bank_member": name})
     write_predictions(run.model_dir, model, data.eval_sets, evaluator.last_outputs, options.eval_split)
   try:
     with safety.stop_on_signals() as stop_requested:  # Only around the loop: a signal stops after a step.
