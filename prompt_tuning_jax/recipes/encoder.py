@@ -144,7 +144,9 @@ def train(model_dir: str = gin.REQUIRED,
           max_consecutive_nonfinite: int = 5,
           eval_task_name: Optional[str] = None,
           remat: bool = False,
-          use_hardware_rng: bool = False) -> dict:
+          use_hardware_rng: bool = False,
+          sweep: Optional[Dict[str, Sequence]] = None,
+          sweep_mode: str = "grid") -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   The loop's arguments (model_dir, train_steps, batch_size, eval_*, log_period, keep_checkpoints, seed,
@@ -163,6 +165,7 @@ def train(model_dir: str = gin.REQUIRED,
       eval_split='test' after training on 'rte').
     remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory).
     use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
+    sweep, sweep_mode: SWEEP and SWEEP_MODE, members trained together (recipes/encoder_sweep.py).
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
@@ -170,6 +173,9 @@ def train(model_dir: str = gin.REQUIRED,
   validation.check_run_settings("train", feature_lengths=feature_lengths, feature_keys=("inputs",),
                                 **dataclasses.asdict(options))
   check_mixture_settings(multitask_prompt, ensemble_size)
+  if sweep is not None:
+    from prompt_tuning_jax.recipes import encoder_sweep  # pylint: disable=g-import-not-at-top  (it imports this)
+    return encoder_sweep.train_sweep(locals())
   run = fit.start(model_dir, batch_size, use_hardware_rng)
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
@@ -189,13 +195,20 @@ def train(model_dir: str = gin.REQUIRED,
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)
-  label_names = {name: list(info.label_names) for name, info in infos.items()}
-  export_metadata = {"task": task_name, "tasks": list(names), "task_family": family, "ensemble_size": ensemble_size,
-                     "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
-                     "label_names": label_names[names[0]] if len(names) == 1 else label_names,
-                     "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
+  export_metadata = run_metadata(task_name, infos, ensemble_size, multitask_prompt, backbone_path, max_length)
   tx = optimizer or adamw(train_steps=train_steps)
   return fit.fit(run, model, backbone_params, train_data, tx, options, export_metadata)
+
+
+def run_metadata(task_name: str, infos: Dict[str, tasks.TaskInfo], ensemble_size: int, multitask_prompt: str,
+                 backbone_path, max_length: int) -> dict:
+  """What every export of the run records beside the model's own: task, tasks, family, labels, backbone."""
+  names = list(infos)
+  label_names = {name: list(info.label_names) for name, info in infos.items()}
+  return {"task": task_name, "tasks": names, "task_family": next(iter(infos.values())).family,
+          "ensemble_size": ensemble_size, "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
+          "label_names": label_names[names[0]] if len(names) == 1 else label_names,
+          "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
 
 
 def checked_model(module: EncoderClassifier, config, run: fit.Run, batch_size: int, max_length: int,
