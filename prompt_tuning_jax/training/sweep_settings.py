@@ -94,6 +94,15 @@ def group_key(settings: Mapping[str, Any]) -> tuple:
   return tuple((name, value_label(value)) for name, value in settings.items() if name not in IN_GROUP)
 
 
+def referenced_macros() -> List[str]:
+  """The macros the parsed config reads: every `%NAME` in a binding (a macro's value included)."""
+  names = set()
+  for ref in gin.config.iterate_references(gin.config._CONFIG):  # pylint: disable=protected-access
+    if ref.selector == "gin.macro":
+      names.add("/".join(ref.scopes))
+  return sorted(names)
+
+
 def _macro(name: str) -> str:
   return f"{name}/gin.macro.value"
 
