@@ -39,6 +39,7 @@ from prompt_tuning_jax import errors, export
 from prompt_tuning_jax.data.batching import IGNORE_LABEL
 from prompt_tuning_jax.models.base import BaseModel
 from prompt_tuning_jax.trainable import merge_params
+from prompt_tuning_jax.trainable import split_params as trainable_split
 from prompt_tuning_jax.training import fingerprint, fit, loop, partitioning, safety, steps, sweep_settings
 from prompt_tuning_jax.training.checkpoints import Checkpoints
 from prompt_tuning_jax.training.metric_writer import MetricWriter, Progress, drop_records_after
@@ -163,12 +164,10 @@ def initial_state(run: fit.Run, groups: Mapping[str, Group], backbone, data: fit
   stacked per group, with its optimizer state and a diverged flag; the frozen backbone once."""
   trainable, opt_state, rngs, frozen, report = {}, {}, {}, None, None
   for name, group in groups.items():
-    trained = []
-    for member in group.members:
-      params, frozen_params, member_report = fit.initial_parameters(
-          run, member.model, backbone, data, dataclasses.replace(options, seed=member.seed))
-      trained.append(params)
-      frozen, report = frozen if frozen is not None else frozen_params, report or member_report
+    trained, frozen_params, member_report = fit.initial_parameters(
+        run, group.model, backbone, data, dataclasses.replace(options, seed=group.members[0].seed))
+    trained = [trained] + _other_members(run, group, backbone, data, options)
+    frozen, report = frozen if frozen is not None else frozen_params, report or member_report
     optimizers = [steps.skip_nonfinite(steps.with_learning_rate(m.optimizer, m.optimizer["learning_rate"]),
                                        options.max_consecutive_skips) for m in group.members]
     trainable[name] = _stack(trained)
@@ -177,6 +176,25 @@ def initial_state(run: fit.Run, groups: Mapping[str, Group], backbone, data: fit
     rngs[name] = jnp.stack([jax.random.key(m.seed) for m in group.members])
   state = TrainState(jnp.zeros((), jnp.int32), trainable, opt_state)
   return state, frozen, report, rngs
+
+
+def _other_members(run: fit.Run, group: Group, backbone, data: fit.TrainData, options: fit.FitOptions) -> List[Any]:
+  """The trained parameters of the group's members after the first, each from its own seed: one vmapped
+  initialisation when they share the first's module (one trace instead of one per member; jax.random gives each
+  key the values it gives alone), else each member's own (e.g. another PROMPT_INIT, or train.init_trainable_from)."""
+  rest = group.members[1:]
+  if not rest:
+    return []
+  if options.init_trainable_from or any(m.model.module != group.model.module for m in rest):
+    return [fit.initial_parameters(run, m.model, backbone, data, dataclasses.replace(options, seed=m.seed))[0] for m in rest]
+  shapes = group.model.batcher.input_shapes(data.train)
+  fresh = lambda key: {k: v for k, v in group.model.init_params(key, backbone, shapes).items() if k != "backbone"}
+  stacked = jax.vmap(fresh)(jnp.stack([jax.random.key(m.seed) for m in rest]))
+  out = []
+  for i in range(len(rest)):
+    params = {**jax.tree.map(lambda x, i=i: x[i], stacked), "backbone": backbone}
+    out.append(trainable_split(params, options.trainable_patterns)[0])
+  return out
 
 
 class SweepEvaluator:
