@@ -87,6 +87,15 @@ def accuracies(out: Path) -> List[dict]:
   return rows
 
 
+def steps_per_second(model_dir: Path) -> Optional[float]:
+  """The median training steps/s a run logged (its console rate lines; a sweep's step trains every member)."""
+  path = model_dir / "metrics.jsonl"
+  rates = [r["steps_per_second"] for r in map(json.loads, path.read_text().splitlines()) if "steps_per_second" in r
+           ] if path.exists() else []
+  rates = rates[1:] or rates  # The first period includes the first step's wait for its compile.
+  return sorted(rates)[len(rates) // 2] if rates else None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--steps", type=int, default=STEPS)
@@ -100,14 +109,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = shlex.join(["python", *config_argv[1:]])
     model_dir = out / name
     if name in previous and previous[name]["command"] == command and (model_dir / "results.json").exists():
-      records[name] = previous[name]
+      records[name] = {**previous[name],
+                       "steps_per_second": previous[name].get("steps_per_second") or steps_per_second(model_dir)}
       continue
     print(f"[{datetime.datetime.now():%H:%M:%S}] {name}: {command}", flush=True)
     record = run_measured(config_argv, out / f"{name}.log")
     if record["returncode"] != 0:
       print(f"{name} failed (exit {record['returncode']}); see {out / f'{name}.log'}", file=sys.stderr)
       return 1
-    records[name] = {"command": command, **record, "load_average": os.getloadavg()}
+    records[name] = {"command": command, **record, "load_average": os.getloadavg(),
+                     "steps_per_second": steps_per_second(model_dir)}
     print(f"  {record['wall_seconds']:.1f} s, peak RSS {record['peak_rss_mib']:.0f} MiB", flush=True)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps({"runs": {**previous, **records}}, indent=1))
