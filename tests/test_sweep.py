@@ -9,6 +9,7 @@ import gin
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from conftest import GOLDENS, write_tiny_data
@@ -73,6 +74,11 @@ def test_members_equal_their_runs_alone_and_a_diverging_member_stops_alone(tiny,
     solo = load_file(solo_dir / "export" / "best.safetensors")
     swept = load_file(sweep_dir / "members" / str(member) / "export" / "best.safetensors")
     assert solo.keys() == swept.keys()
+    # What the eval path reads from an export (task, labels, backbone, prompt shape) is the solo run's.
+    solo_meta, swept_meta = (safe_open(d / "export" / "best.safetensors", "np").metadata()
+                             for d in (solo_dir, sweep_dir / "members" / str(member)))
+    assert {k: v for k, v in swept_meta.items() if k not in ("metric", "step", "sweep_member", "sweep_settings")
+            } == {k: v for k, v in solo_meta.items() if k not in ("metric", "step")}
     for name in solo:
       np.testing.assert_allclose(swept[name], solo[name], rtol=0, atol=1e-6, err_msg=f"member {member} {name}")
     assert rows[member]["best_step"] == json.loads((solo_dir / "results.json").read_text())["best_step"]

@@ -26,7 +26,6 @@ import functools
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import jax
@@ -35,7 +34,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from prompt_tuning_jax import errors, export
+from prompt_tuning_jax import export
 from prompt_tuning_jax.data.batching import IGNORE_LABEL
 from prompt_tuning_jax.models.base import BaseModel
 from prompt_tuning_jax.trainable import merge_params
@@ -186,7 +185,8 @@ def _other_members(run: fit.Run, group: Group, backbone, data: fit.TrainData, op
   if not rest:
     return []
   if options.init_trainable_from or any(m.model.module != group.model.module for m in rest):
-    return [fit.initial_parameters(run, m.model, backbone, data, dataclasses.replace(options, seed=m.seed))[0] for m in rest]
+    return [fit.initial_parameters(run, m.model, backbone, data, dataclasses.replace(options, seed=m.seed))[0]
+            for m in rest]
   shapes = group.model.batcher.input_shapes(data.train)
   fresh = lambda key: {k: v for k, v in group.model.init_params(key, backbone, shapes).items() if k != "backbone"}
   stacked = jax.vmap(fresh)(jnp.stack([jax.random.key(m.seed) for m in rest]))
