@@ -39,6 +39,8 @@ def tiny(tmp_path_factory):
   return write_tiny_data(root / "data"), backbone
 
 
+# TASK_FEATURE_LENGTHS 16: one length bucket, so no member batch is padded beyond its own length and dropout
+# draws the masks its run alone draws (training/sweep.py).
 def flags(tiny, model_dir: Path, *more):
   data_dir, backbone = tiny
   return ["--gin_file=gin/sst2_deep_prompt.gin", f"--gin.DATA_DIR='{data_dir}'", f"--gin.MODEL_DIR='{model_dir}'",
