@@ -101,21 +101,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--steps", type=int, default=STEPS)
   parser.add_argument("--results", default="results/bench_sweep.json")
   args = parser.parse_args(argv)
-  out, results_path = REPO / "runs" / "bench" / "sweep", REPO / args.results
-  out.mkdir(parents=True, exist_ok=True)
+  out, results_path = Path("runs") / "bench" / "sweep", REPO / args.results  # MODEL_DIRs relative to REPO
+  (REPO / out).mkdir(parents=True, exist_ok=True)
   previous = load(results_path).get("runs", {})
   records = {}
   for name, config_argv in configurations(out, args.steps).items():
     command = shlex.join(["python", *config_argv[1:]])
-    model_dir = out / name
+    model_dir = REPO / out / name
     if name in previous and previous[name]["command"] == command and (model_dir / "results.json").exists():
       records[name] = {**previous[name],
                        "steps_per_second": previous[name].get("steps_per_second") or steps_per_second(model_dir)}
       continue
     print(f"[{datetime.datetime.now():%H:%M:%S}] {name}: {command}", flush=True)
-    record = run_measured(config_argv, out / f"{name}.log")
+    record = run_measured(config_argv, REPO / out / f"{name}.log")
     if record["returncode"] != 0:
-      print(f"{name} failed (exit {record['returncode']}); see {out / f'{name}.log'}", file=sys.stderr)
+      print(f"{name} failed (exit {record['returncode']}); see {REPO / out / f'{name}.log'}", file=sys.stderr)
       return 1
     records[name] = {"command": command, **record, "load_average": os.getloadavg(),
                      "steps_per_second": steps_per_second(model_dir)}
@@ -125,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   summary = summarise(records)
   result = {"steps": args.steps, "batch_size": 32, "prompt_length": 20, "learning_rates": list(LEARNING_RATES),
             "seeds": list(SEEDS), "machine": f"{os.cpu_count()} CPU cores", "date": f"{datetime.date.today()}",
-            **summary, "members": accuracies(out), "runs": records}
+            **summary, "members": accuracies(REPO / out), "runs": records}
   results_path.write_text(json.dumps(result, indent=1))
   print(f"sweep {summary['sweep_wall_seconds']:.0f} s vs 9 runs {summary['sequential_wall_seconds']:.0f} s: ratio "
         f"{summary['wall_time_ratio']:.2f} (goal <= 0.6); peak RSS sweep {summary['sweep_peak_rss_mib']:.0f} MiB, "

@@ -847,9 +847,19 @@ def section_sweep(results_dir: Path) -> str:
           ["9 runs one after another", fmt_seconds(sweep["sequential_wall_seconds"]),
            f"{min(r['peak_rss_mib'] for r in alone):,.0f}-{max(r['peak_rss_mib'] for r in alone):,.0f} each"]]
   out.append(table(["how", "wall time", "peak RSS MiB"], rows))
-  met = "meets" if sweep["wall_time_ratio"] <= sweep["goal_ratio"] else "misses"
-  out.append(f"\nRatio sweep / sequential: **{sweep['wall_time_ratio']:.2f}** ({met} the goal of "
-             f"<= {sweep['goal_ratio']}).\n")
+  if sweep.get("note"):
+    out.append(f"\n{sweep['note']}\n")
+  for earlier in sweep.get("earlier_sweep_measurements", []):
+    out.append(f"An earlier measurement of the same sweep command, while the machine was busier (1-minute load "
+               f"average about {earlier['load_average'][0]:.1f} at its end, 9-11 during it): "
+               f"{fmt_seconds(earlier['wall_seconds'])}, peak RSS {earlier['peak_rss_mib']:,.0f} MiB, ratio "
+               f"{earlier['wall_seconds'] / sweep['sequential_wall_seconds']:.2f} against the runs above.\n")
+  ratios = [sweep["wall_time_ratio"]] + [e["wall_seconds"] / sweep["sequential_wall_seconds"]
+                                         for e in sweep.get("earlier_sweep_measurements", [])]
+  shown = " and ".join(f"**{r:.2f}**" for r in ratios)
+  out.append(f"\nRatio sweep / sequential: {shown} (goal <= {sweep['goal_ratio']}"
+             + ("; the two sweep measurements ran under different loads, so the ratio at one load lies between "
+                "them" if len(ratios) > 1 else "") + ").\n")
   rates = [r.get("steps_per_second") for r in alone]
   if runs["sweep"].get("steps_per_second") and all(rates):
     member_rate = len(alone) * runs["sweep"]["steps_per_second"]
@@ -863,6 +873,13 @@ def section_sweep(results_dir: Path) -> str:
   members = [[f"{m['learning_rate']:g}", m["seed"], f"{m['sweep_accuracy']:.2f}",
               "–" if m["alone_accuracy"] is None else f"{m['alone_accuracy']:.2f}"] for m in sweep["members"]]
   if members:
+    gaps = [abs(m["sweep_accuracy"] - m["alone_accuracy"]) for m in sweep["members"] if m["alone_accuracy"] is not None]
+    out.append("Each member beside its run alone. They agree exactly only where a member's batches need no padding "
+               "beyond their own length bucket (here the SST-2 batches fall in buckets of 16 to 64 tokens, so a "
+               "member of another seed than the step's longest batch is padded further, and dropout draws its masks "
+               "for that shape; float rounding also differs and Adam can grow it): "
+               f"|difference| {statistics.mean(gaps):.2f} points on average, {max(gaps):.2f} at most, after "
+               f"{sweep['steps']} steps. The tiny-model test (`tests/test_sweep.py`, one bucket) agrees to 1e-6.\n")
     out.append(table(["learning rate", "seed", "validation accuracy in the sweep", "alone"], members))
   commands = "\n".join(r["command"] for r in runs.values())
   out.append(f"\n<details><summary>Commands (results/bench_sweep.json)</summary>\n\n```\n{commands}\n```\n</details>\n")
