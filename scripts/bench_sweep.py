@@ -1,7 +1,7 @@
 r"""A 9-member sweep in one job vs the same 9 runs one after another (issue 20): wall time and peak memory.
 
   python scripts/bench_sweep.py            # ~10 minutes on an idle 2-core machine; results/bench_sweep.json
-  python scripts/bench_sweep.py --steps 50
+  python scripts/bench_sweep.py --steps 50   # longer training: the ratio rises toward the step-rate ratio
 
 Both halves run the real command line in subprocesses: P-Tuning v2 deep prompts (P=20) on SST-2's shipped 10k
 subsample with the packaged MiniLM, LEARNING_RATE x RANDOM_SEED = {3e-3, 1e-2, 3e-2} x {0, 1, 2}, TRAIN_STEPS
@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 LEARNING_RATES = (3e-3, 1e-2, 3e-2)
 SEEDS = (0, 1, 2)
-STEPS = 50
+STEPS = 20
 GIN = "gin/sst2_deep_prompt.gin"
 
 
