@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 BENCH := $(PY) scripts/bench.py
 
-.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-recipe bench-report bench-serve
+.PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-recipe bench-report bench-serve bench-sweep bench-compare
 
 bench-install: $(BENCH_STAMP)
 
@@ -35,6 +35,17 @@ bench: bench-methods bench-sequence bench-ablations bench-speed bench-recipe
 	$(BENCH) report
 
 bench-report: bench-install
+	$(BENCH) report
+
+# 6. The full-budget comparison: each method x task one SWEEP of 5 learning rates x 3 seeds (results/
+# bench_compare.json); `scripts/bench.py plan compare` estimates ~150 hours on 2 CPU cores. Not part of `bench`.
+bench-compare: bench-install
+	$(BENCH) compare
+
+# A 9-member SWEEP in one job vs the same 9 runs one after another: wall time and peak memory
+# (results/bench_sweep.json, then docs/RESULTS.md); about 10 minutes on an idle 2-core machine.
+bench-sweep: bench-install
+	$(PY) scripts/bench_sweep.py
 	$(BENCH) report
 
 # The server under mixed 8-task traffic at 1, 8 and 64 clients vs single-task models one request at a time

@@ -36,7 +36,7 @@ import gin
 from gin import config_parser
 
 from prompt_tuning_jax import errors
-from prompt_tuning_jax.training import safety
+from prompt_tuning_jax.training import safety, sweep_settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only feeds data: keep its logs quiet.
 
@@ -240,11 +240,7 @@ class _NamesOnly(config_parser.ParserDelegate):
 
 def referenced_macros() -> List[str]:
   """The macros the parsed config reads: every `%NAME` in a binding (a macro's value included)."""
-  names = set()
-  for ref in gin.config.iterate_references(gin.config._CONFIG):  # pylint: disable=protected-access
-    if ref.selector == "gin.macro":
-      names.add("/".join(ref.scopes))
-  return sorted(names)
+  return sweep_settings.referenced_macros()
 
 
 def check_macros_are_read(bindings: Sequence[str]) -> None:

@@ -6,6 +6,7 @@ r"""The benchmark driver (issue 7): every configuration runs as the real command
   python scripts/bench.py ablations   # 3. SST-2: prompt length, prompt depth (top vs bottom), reparameterization
   python scripts/bench.py speed       # 4. step time, tokens/s, GFLOP/s vs a measured matmul peak, memory
   python scripts/bench.py recipe      # 5. SST-2 P-Tuning v2 recipe: position policy, pooling, dropout, schedule
+  python scripts/bench.py compare     # 6. the full-budget comparison, each method x task one SWEEP (many hours)
   python scripts/bench.py all         # all four parts, then the report
   python scripts/bench.py plan [PART] # the configurations and the estimated wall time, nothing run
   python scripts/bench.py report      # regenerate docs/RESULTS.md from results/*.json
@@ -44,6 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("methods", "sequence", "ablations", "speed", "recipe")
+# Parts run only when named (`all` leaves them out): `compare` takes days of 2-core CPU time.
+LONG_PARTS = ("compare",)
 SEEDS = (0, 1, 2)
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class Config:
   eval_period: int
   bindings: Tuple[Tuple[str, object], ...] = ()  # hyperparameters beyond the method's own
   meta: Tuple[Tuple[str, object], ...] = ()  # what an ablation varies, for the report
+  members: int = 1  # > 1: a SWEEP (in bindings) of this many members trained in one command
 
   @property
   def model_dir(self) -> str:
@@ -221,11 +225,14 @@ def estimate_seconds(config: Config, evaluate_only: bool = False) -> float:
   split = lambda s: "held_out" if s.startswith("train[") else s
   evals = EVAL_SECONDS.get((config.task, split(config.eval_split)), 10)
   if evaluate_only:  # The same start-up (the training split is loaded too), no training, one evaluation.
-    return RUN_OVERHEAD_SECONDS[config.task] + evals
+    return RUN_OVERHEAD_SECONDS[config.task] + config.members * evals
   n_evals = -(-config.steps // config.eval_period)
-  rate = STEPS_PER_SECOND.get(rate_key(config)) or STEPS_PER_SECOND[(config.task, "deep_p20")]
-  return (RUN_OVERHEAD_SECONDS[config.task] + config.steps / rate
-          + n_evals * (evals + CHECKPOINT_SECONDS.get(config.method, 0)))
+  # No measured rate (NER BitFit and prefix MLP): P-Tuning v2 P=20's, else fine-tuning's (a full backward pass).
+  rate = (STEPS_PER_SECOND.get(rate_key(config)) or STEPS_PER_SECOND.get((config.task, "deep_p20"))
+          or STEPS_PER_SECOND[(config.task, "finetune")])
+  # A sweep's members share one process and compile; each costs its own training and evaluation compute.
+  return (RUN_OVERHEAD_SECONDS[config.task] + config.members * config.steps / rate
+          + n_evals * config.members * (evals + CHECKPOINT_SECONDS.get(config.method, 0)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -398,6 +405,8 @@ class Bench:
         "resumed": resumed, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
         "environment": environment(),
     }
+    if "sweep" in results:  # A SWEEP: every member's settings and metrics (training/sweep.py's table).
+      record["sweep"] = results["sweep"]
     if evaluated_from is not None:
       # The model is the recorded run's; its training numbers are that run's.
       record.update({k: evaluated_from[k] for k in ("steps_per_second", "tokens_per_second", "curve")})
@@ -621,6 +630,53 @@ RECIPE_SEEDS = SEEDS
 RECIPE_FACTOR_SEEDS = (0,)  # the single-factor arms: one seed each, to fit the part in about 2 hours
 
 
+# 6. The full-budget comparison (issue 20, item 3): fine-tuning, BitFit, Prompt Tuning and P-Tuning v2 with and
+# without the prefix MLP on SST-2 and CoNLL-2003 (RTE and WNUT-17 secondary). Each method x task is one SWEEP of
+# its 5-value learning-rate grid x 3 seeds (15 members in one command over one frozen backbone; fine-tuning's
+# members each train their own backbone copy). Selection: the learning rate with the best mean held-out metric
+# over the seeds (SST-2, RTE: train[-H:]; NER: dev), read from the sweep's member table by the report; the
+# same command then evaluates every member's final checkpoint once on the report split (validation; NER: test).
+# A chosen value at a grid edge means the grid is widened here (one more value past that edge) and the part
+# rerun: recorded sweeps of the old grid are kept, the new one runs. Budgets: about 10 epochs of each training
+# split, evaluated 10 times, so the held-out curves show whether they have flattened (the report plots them).
+COMPARE_TASKS = ("sst2", "conll2003", "rte", "wnut17")
+COMPARE_METHODS = {"sst2": ("finetune", "bitfit", "lester_p20", "deep_p20", "prefix_mlp"),
+                   "rte": ("finetune", "bitfit", "lester_p20", "deep_p20", "prefix_mlp"),
+                   "conll2003": ("finetune", "bitfit", "lester_p100", "deep_p100", "prefix_mlp"),
+                   "wnut17": ("finetune", "bitfit", "lester_p100", "deep_p100", "prefix_mlp")}
+COMPARE_LR_GRID = {"finetune": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+                   "lester_p20": (1e-2, 3e-2, 1e-1, 3e-1, 1.0), "lester_p100": (1e-2, 3e-2, 1e-1, 3e-1, 1.0),
+                   "deep_p20": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "deep_p100": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                   "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)}
+# ~10 epochs at batch 32: SST-2 9,000 phrases, RTE 2,240 pairs, CoNLL-2003 14,041 and WNUT-17 3,394 sentences.
+COMPARE_STEPS = {"sst2": 2800, "rte": 700, "conll2003": 4400, "wnut17": 1060}
+COMPARE_EVALS = 10
+
+
+def compare_configs(steps: Dict[str, int] = COMPARE_STEPS, seeds: Sequence[int] = SEEDS) -> List[Config]:
+  """One sweep per task x method: train on the fit split, evaluate on the selection split."""
+  out = []
+  for task_name in COMPARE_TASKS:
+    task, n = TASKS[task_name], steps[task_name]
+    select_split = task.held_out_split if task.held_out else "validation"
+    for key in COMPARE_METHODS[task_name]:
+      grid = COMPARE_LR_GRID[key]
+      sweep = {"LEARNING_RATE": list(grid), "RANDOM_SEED": list(seeds)}
+      out.append(Config(f"{task_name}.{key}.compare.lr{grid[0]:g}-{grid[-1]:g}", "compare", "sweep", task_name, key,
+                        0, n, task.fit_split, select_split, max(n // COMPARE_EVALS, 1), (("SWEEP", sweep),),
+                        members=len(grid) * len(seeds)))
+  return out
+
+
+def part_compare(b: Bench, steps: Dict[str, int] = COMPARE_STEPS) -> None:
+  """6. Each sweep, then its members' final checkpoints evaluated once on the report split."""
+  for config in compare_configs(steps):
+    record = b.run(config, keep_checkpoint=True)
+    report_split = "validation" if TASKS[config.task].held_out else "test"
+    if record is not None or b.plan_only:
+      b.evaluate(config, record, report_split, config.id + ".final")
+
+
 def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bool = False,
              ignore_recorded: bool = False) -> Bench:
   name = "quick_methods" if part == "quick" else part
@@ -637,6 +693,8 @@ def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bo
     part_speed(b, [], results_dir / "bench_speed.json")
   elif part == "recipe":
     part_recipe(b, RECIPE_STEPS, RECIPE_SEEDS, RECIPE_FACTOR_SEEDS)
+  elif part == "compare":
+    part_compare(b)
   elif part == "quick":
     part_speed(b, ["--quick"], results_dir / "bench_quick_speed.json")
     part_quick(b, QUICK_STEPS)
@@ -646,7 +704,7 @@ def run_part(part: str, results_dir: Path, plan_only: bool, keep_checkpoints: bo
 def estimates(results_dir: Path = REPO / "results") -> Dict[str, Tuple[int, float]]:
   """{part: (configurations, estimated seconds on an idle machine)} for every part, from the plan."""
   out = {}
-  for part in (*PARTS, "quick"):
+  for part in (*PARTS, "quick", *LONG_PARTS):
     b = run_part(part, results_dir, plan_only=True, ignore_recorded=True)
     out[part] = (len(b.planned), sum(p.seconds for p in b.planned))
   return out
@@ -659,7 +717,7 @@ def report(results_dir: Path) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("part", choices=(*PARTS, "quick", "all", "plan", "report"))
+  parser.add_argument("part", choices=(*PARTS, *LONG_PARTS, "quick", "all", "plan", "report"))
   parser.add_argument("plan_part", nargs="?", default=None, help="with `plan`: one part (default: all)")
   parser.add_argument("--results_dir", default="results")
   parser.add_argument("--keep_checkpoints", action="store_true", help="keep every run's checkpoints")
@@ -670,7 +728,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.part == "report":
     return report(results_dir)
   if args.part == "plan":
-    for part in [args.plan_part] if args.plan_part else (*PARTS, "quick"):
+    for part in [args.plan_part] if args.plan_part else (*PARTS, "quick", *LONG_PARTS):
       b = run_part(part, results_dir, plan_only=True)
       n, todo, seconds = b.summary()
       total = sum(p.seconds for p in b.planned)

@@ -19,7 +19,7 @@ def planned(tmp_path_factory):
   """{part: [bench.Planned]} of every part, planned against an empty results directory."""
   results = tmp_path_factory.mktemp("results")
   return {part: bench.run_part(part, results, plan_only=True).planned
-          for part in ("methods", "sequence", "ablations", "quick", "recipe")}
+          for part in ("methods", "sequence", "ablations", "quick", "recipe", "compare")}
 
 
 def test_plan_sizes_and_ids(planned):
@@ -39,12 +39,20 @@ def test_plan_sizes_and_ids(planned):
   # The two candidate defaults on every seed, the single-factor arms on theirs; each run trained, then validated.
   assert len(recipe) == 2 * (2 * len(bench.RECIPE_SEEDS) + (len(bench.RECIPE_ARMS) - 2) * len(bench.RECIPE_FACTOR_SEEDS))
   assert all("--gin.PROMPT_POSITION_POLICY=" in " ".join(p.argv) for p in recipe)
+  compare = planned["compare"]
+  # One sweep (5 learning rates x 3 seeds) per task and method, then its members evaluated on the report split.
+  assert len(compare) == 2 * sum(len(m) for m in bench.COMPARE_METHODS.values())
+  sweeps = [a for p in compare for a in p.argv if a.startswith("--gin.SWEEP=")]
+  assert len(sweeps) == len(compare) and all(len(ast.literal_eval(a.split("=", 1)[1])["LEARNING_RATE"]) == 5
+                                             for a in sweeps)
 
 
 def test_every_command_parses_as_the_cli_would(planned, clean_gin):
   del clean_gin
   cli.register_configurables()
-  for commands in planned.values():
+  # The compare part: one task's sweeps (its 5 methods x sweep / final); the others differ only in task files.
+  checked = {**planned, "compare": [p for p in planned["compare"] if p.id.startswith("sst2.")]}
+  for commands in checked.values():
     for planned_command in commands:
       if planned_command.argv[:2] != ["-m", "prompt_tuning_jax.train"]:
         continue  # scripts/bench_speed.py

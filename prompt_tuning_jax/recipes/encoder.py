@@ -3,11 +3,12 @@
 
 `train` is the gin-configured entry point behind `python -m prompt_tuning_jax.train`.
 It writes under MODEL_DIR: config.gin, parameters.json, metrics.jsonl, tensorboard/,
-checkpoints/<step>/, export/best.safetensors and results.json.
+checkpoints/<step>/, export/best.safetensors and results.json; with SWEEP also members/<k>/ (training/sweep.py).
 """
 
+import copy
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import gin
 import optax
@@ -23,7 +24,8 @@ from prompt_tuning_jax.prompts.bank import PromptBank
 from prompt_tuning_jax.prompts.deep import DeepPrompt
 from prompt_tuning_jax.prompts.input import InputPrompt
 from prompt_tuning_jax.training.steps import adamw
-from prompt_tuning_jax.training import fit, validation
+from prompt_tuning_jax.training import fit, steps, sweep_settings, validation
+from prompt_tuning_jax.training import sweep as sweeps
 
 MULTITASK_PROMPTS = ("shared", "per_task")
 
@@ -144,7 +146,9 @@ def train(model_dir: str = gin.REQUIRED,
           max_consecutive_nonfinite: int = 5,
           eval_task_name: Optional[str] = None,
           remat: bool = False,
-          use_hardware_rng: bool = False) -> dict:
+          use_hardware_rng: bool = False,
+          sweep: Optional[Dict[str, Sequence]] = None,
+          sweep_mode: str = "grid") -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   The loop's arguments (model_dir, train_steps, batch_size, eval_*, log_period, keep_checkpoints, seed,
@@ -163,6 +167,7 @@ def train(model_dir: str = gin.REQUIRED,
       eval_split='test' after training on 'rte').
     remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory).
     use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
+    sweep, sweep_mode: SWEEP and SWEEP_MODE, members trained together (train_sweep).
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
@@ -170,6 +175,8 @@ def train(model_dir: str = gin.REQUIRED,
   validation.check_run_settings("train", feature_lengths=feature_lengths, feature_keys=("inputs",),
                                 **dataclasses.asdict(options))
   check_mixture_settings(multitask_prompt, ensemble_size)
+  if sweep is not None:
+    return train_sweep(locals())
   run = fit.start(model_dir, batch_size, use_hardware_rng)
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
@@ -189,13 +196,20 @@ def train(model_dir: str = gin.REQUIRED,
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)
-  label_names = {name: list(info.label_names) for name, info in infos.items()}
-  export_metadata = {"task": task_name, "tasks": list(names), "task_family": family, "ensemble_size": ensemble_size,
-                     "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
-                     "label_names": label_names[names[0]] if len(names) == 1 else label_names,
-                     "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
+  export_metadata = run_metadata(task_name, infos, ensemble_size, multitask_prompt, backbone_path, max_length)
   tx = optimizer or adamw(train_steps=train_steps)
   return fit.fit(run, model, backbone_params, train_data, tx, options, export_metadata)
+
+
+def run_metadata(task_name: str, infos: Dict[str, tasks.TaskInfo], ensemble_size: int, multitask_prompt: str,
+                 backbone_path, max_length: int) -> dict:
+  """What every export of the run records beside the model's own: task, tasks, family, labels, backbone."""
+  names = list(infos)
+  label_names = {name: list(info.label_names) for name, info in infos.items()}
+  return {"task": task_name, "tasks": names, "task_family": next(iter(infos.values())).family,
+          "ensemble_size": ensemble_size, "multitask_prompt": multitask_prompt if len(names) > 1 else "none",
+          "label_names": label_names[names[0]] if len(names) == 1 else label_names,
+          "backbone": str(backbone_path), "feature_lengths": {"inputs": max_length}}
 
 
 def checked_model(module: EncoderClassifier, config, run: fit.Run, batch_size: int, max_length: int,
@@ -232,3 +246,80 @@ def describe_data(train_data: fit.TrainData, names: Sequence[str], train_split: 
     evaluated = len(train_data.eval_sets[name]) if name in train_data.eval_sets else 0
     print(f"Task {name} ({info.family}): {sum(task_ids == task_id):,} {train_split} / {evaluated:,} "
           f"{eval_split} examples{labels}")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sweeps: `train` with SWEEP set (gin/runs/train.gin; training/sweep_settings.py). Every member is built as the
+# same command with its swept macros bound would build it alone (its optimizer, its module, its seed's batch
+# order), then training/sweep.py trains them together over one frozen backbone. A sweep trains one task without
+# an ensemble (ENSEMBLE_SIZE=1); its optimizer must be adamw or adafactor (their learning rate is what varies
+# inside one compiled step).
+
+
+def member_optimizer(a: Mapping[str, Any]):
+  """The optimizer `train` would get with the bound macros: gin's train.optimizer evaluated anew (else the
+  default AdamW); it must be described (adamw, adafactor) so its learning rate can vary per member."""
+  try:
+    bound = gin.query_parameter("train.optimizer")
+  except ValueError:
+    bound = None
+  tx = copy.deepcopy(bound) if bound is not None else a["optimizer"] or steps.adamw(train_steps=a["train_steps"])
+  described = steps.description(tx)
+  if described is None or described.get("optimizer") not in ("adamw", "adafactor"):
+    raise errors.ConfigError("SWEEP needs train.optimizer = @adamw() or @adafactor() (its learning rate varies "
+                             "per member inside one compiled step); this configuration's optimizer is another.")
+  return described
+
+
+def check_sweep_run(a: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The members' settings once SWEEP and the run fit a sweep (before anything is built)."""
+  sweep_settings.check_sweep(a["sweep"], a["sweep_mode"], sweep_settings.referenced_macros())
+  if a["ensemble_size"] != 1:
+    raise errors.ConfigError(f"SWEEP trains single members, but ENSEMBLE_SIZE={a['ensemble_size']}; set "
+                             "--gin.ENSEMBLE_SIZE=1 (or drop SWEEP).")
+  names = tasks.task_names(a["task_name"])
+  if len(names) > 1 or a["eval_task_name"] is not None:
+    raise errors.ConfigError(f"SWEEP trains and selects on one task, but MIXTURE_OR_TASK_NAME={a['task_name']!r} "
+                             f"has {len(names)} (or train.eval_task_name is set); sweep one task at a time.")
+  settings = sweep_settings.members(a["sweep"], a["sweep_mode"])
+  print(f"SWEEP ({a['sweep_mode']}): {len(settings)} members", flush=True)
+  return settings
+
+
+def build_members(a: Mapping[str, Any], settings, run: fit.Run, config, batcher: EncoderBatcher,
+                  infos, train_data: fit.TrainData) -> List[sweeps.Member]:
+  """Each member's module (checked against the backbone), optimizer, seed and batch order."""
+  out = []
+  for index, member_settings in enumerate(settings):
+    with sweep_settings.bound_macros(member_settings):
+      described = member_optimizer(a)
+      module = checked_model(build_model(a["model_cls"], config, infos, a["multitask_prompt"], 1),
+                                     config, run, a["batch_size"], batcher.max_length, a["trainable_patterns"])
+    seed = int(member_settings.get("RANDOM_SEED", a["seed"]))
+    out.append(sweeps.Member(index, dict(member_settings), seed, EncoderModel(module, 1, batcher), described,
+                            batcher.train_batches(train_data.train, a["batch_size"], seed)))
+  return out
+
+
+def train_sweep(a: Dict[str, Any]) -> dict:
+  """`train` with SWEEP: its arguments (locals()) -> results.json's dict (training/sweep.results)."""
+  settings = check_sweep_run(a)
+  for member_settings in settings:  # Each member's optimizer settings are checked before the run starts.
+    with sweep_settings.bound_macros(member_settings):
+      member_optimizer(a)
+  options = a["options"]
+  run = fit.start(a["model_dir"], a["batch_size"], a["use_hardware_rng"])
+  max_length = int(a["feature_lengths"]["inputs"])
+  names = tasks.task_names(a["task_name"])
+  infos = {name: tasks.info(name) for name in names}
+  train_names, eval_names = split_tasks(names, a["train_split"], a["eval_split"], True)
+  backbone_path = resolve_backbone_dir(a["backbone_dir"])
+  vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")
+  config, backbone_params = load_backbone(backbone_path)
+  config = dataclasses.replace(config, remat=a["remat"])
+  batcher = EncoderBatcher(max_length, a["data_dir"], vocabulary)
+  data = load_data(batcher, names, train_names, eval_names, a["train_split"], a["eval_split"],
+                           a["batch_size"], a["seed"])
+  describe_data(data, names, a["train_split"], a["eval_split"])
+  members = build_members(a, settings, run, config, batcher, infos, data)
+  metadata = run_metadata(a["task_name"], infos, 1, a["multitask_prompt"], backbone_path, max_length)
+  return sweeps.fit_sweep(run, members, backbone_params, data, options, metadata)

@@ -4,7 +4,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -48,16 +48,20 @@ class MetricWriter:
     self._jsonl = open(self.model_dir / "metrics.jsonl", "a", encoding="utf-8")
     self._tb = {}
 
-  def write(self, split: str, step: int, scalars: Dict[str, float]) -> None:
-    record = {"split": split, "step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
+  def write(self, split: str, step: int, scalars: Dict[str, float], member: Optional[int] = None) -> None:
+    """member: a sweep member's index (training/sweep.py): its records carry "member" and its TensorBoard
+    events go under tensorboard/member_<k>/<split>."""
+    tag = {} if member is None else {"member": member}
+    record = {"split": split, "step": step, **tag, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    if split not in self._tb:
-      self._tb[split] = tf.summary.create_file_writer(str(self.model_dir / "tensorboard" / split))
-    with self._tb[split].as_default(step=step):
+    where = split if member is None else f"member_{member}/{split}"
+    if where not in self._tb:
+      self._tb[where] = tf.summary.create_file_writer(str(self.model_dir / "tensorboard" / where))
+    with self._tb[where].as_default(step=step):
       for k, v in scalars.items():
         tf.summary.scalar(k, float(v))
-    self._tb[split].flush()
+    self._tb[where].flush()
 
   def close(self) -> None:
     self._jsonl.close()

@@ -52,6 +52,26 @@ def description(tx: optax.GradientTransformation) -> Optional[Dict[str, Any]]:
   return getattr(tx, "description", None)
 
 
+def _adamw(learning_rate, train_steps: int, warmup_steps: int, weight_decay: float, end_value: float):
+  return optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value), weight_decay=weight_decay)
+
+
+def _adafactor(learning_rate, decay_rate: float, weight_decay_rate: float, clipping_threshold: float):
+  return optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
+                         clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate)
+
+
+_BUILDERS = {"adamw": _adamw, "adafactor": _adafactor}
+
+
+def with_learning_rate(described: Dict[str, Any], learning_rate) -> optax.GradientTransformation:
+  """The optimizer that `describe` recorded as `described` (adamw or adafactor), with `learning_rate` instead:
+  a traced scalar when one compiled step trains sweep members of different learning rates (training/sweep.py).
+  The same builder as `adamw` and `adafactor` themselves, so a member computes what its run alone does."""
+  settings = {k: v for k, v in described.items() if k not in ("optimizer", "learning_rate")}
+  return _BUILDERS[described["optimizer"]](learning_rate, **settings)
+
+
 @gin.configurable
 def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_steps: int = 0,
           weight_decay: float = 0.01, end_value: float = 0.0) -> optax.GradientTransformation:
@@ -60,9 +80,8 @@ def adamw(learning_rate: float = 1e-2, train_steps: int = gin.REQUIRED, warmup_s
   validation.check_learning_rate(learning_rate, "adamw.learning_rate")
   validation.check_int(warmup_steps, "WARMUP_STEPS", "adamw.warmup_steps", 0,
                        "set --gin.WARMUP_STEPS to the steps of linear warmup (0: none)")
-  return describe(optax.adamw(linear_schedule(learning_rate, train_steps, warmup_steps, end_value),
-                               weight_decay=weight_decay),
-                  optimizer="adamw", learning_rate=learning_rate, train_steps=train_steps, warmup_steps=warmup_steps,
+  return describe(_adamw(learning_rate, train_steps, warmup_steps, weight_decay, end_value), optimizer="adamw",
+                  learning_rate=learning_rate, train_steps=train_steps, warmup_steps=warmup_steps,
                   weight_decay=weight_decay, end_value=end_value)
 
 
@@ -71,8 +90,7 @@ def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8, weight_decay_
               clipping_threshold: float = 1.0) -> optax.GradientTransformation:
   """t5x / Lester prompt-tuning Adafactor: constant lr, no parameter scaling."""
   validation.check_learning_rate(learning_rate, "adafactor.learning_rate")
-  return describe(optax.adafactor(learning_rate, decay_rate=decay_rate, multiply_by_parameter_scale=False,
-                                   clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate),
+  return describe(_adafactor(learning_rate, decay_rate, weight_decay_rate, clipping_threshold),
                   optimizer="adafactor", learning_rate=learning_rate, decay_rate=decay_rate,
                   weight_decay_rate=weight_decay_rate, clipping_threshold=clipping_threshold)
 
