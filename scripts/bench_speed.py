@@ -41,7 +41,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -250,9 +250,25 @@ def max_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone, batch: int, length: int,
-                 warmup: int, steps: int, peak: MatmulPeak) -> dict:
-  """Builds the method as the trainer does and times its compiled train step."""
+class BuiltStep(NamedTuple):
+  """A method's train step as the trainer builds it, compiled for one full batch, with its arguments."""
+  model: nn.Module
+  params: dict
+  trained: dict
+  compiled: object
+  state: TrainState
+  frozen: dict
+  data: dict
+  rng: jax.Array
+  compile_seconds: float
+
+  def run(self, state: TrainState):
+    """One step from `state` (donated): the new state and the step's metrics."""
+    return self.compiled(state, self.frozen, self.data, self.rng)
+
+
+def build_step(method_gin: str, bindings: dict, backbone, batch: int, length: int) -> BuiltStep:
+  """Builds the method from its gin files as train() does and compiles its train step for a full batch."""
   config, backbone_params = backbone
   train_bindings = configure(method_gin, bindings)
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
@@ -268,15 +284,24 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
   rng = jax.random.key(0)
   started = time.perf_counter()
   compiled = step_fn.lower(state, frozen, data, rng).compile()
-  compile_seconds = time.perf_counter() - started
+  return BuiltStep(model, params, trained, compiled, state, frozen, data, rng, time.perf_counter() - started)
+
+
+def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone, batch: int, length: int,
+                 warmup: int, steps: int, peak: MatmulPeak) -> dict:
+  """Builds the method as the trainer does and times its compiled train step."""
+  config = backbone[0]
+  built = build_step(method_gin, bindings, backbone, batch, length)
+  model, params, trained, compiled, state = built.model, built.params, built.trained, built.compiled, built.state
+  compile_seconds = built.compile_seconds
   for _ in range(warmup):
-    state, metrics = compiled(state, frozen, data, rng)
+    state, metrics = built.run(state)
   jax.block_until_ready(metrics)
   local_peak = peak.sample()
   times = []
   for _ in range(steps):
     started = time.perf_counter()
-    state, metrics = compiled(state, frozen, data, rng)
+    state, metrics = built.run(state)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - started)
   flops = train_step_flops(model, config, list(trainable.flatten(trained)), batch, length)
