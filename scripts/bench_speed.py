@@ -88,6 +88,13 @@ METHODS = (
      {"PROMPT_LENGTH": 20, "USE_HARDWARE_RNG": True}),
     ("lester_p100_hwrng", "Prompt Tuning P=100, USE_HARDWARE_RNG", "lester",
      {"PROMPT_LENGTH": 100, "USE_HARDWARE_RNG": True}),
+    # ACTIVATION_DTYPE='bfloat16' (issue 21): bfloat16 activations and matmul inputs, float32 accumulation. Their
+    # GFLOP/s are still compared with the float32 matmul peak.
+    ("deep_p20_bf16", "P-Tuning v2 P=20, bfloat16", "deep_prompt",
+     {"PROMPT_LENGTH": 20, "ACTIVATION_DTYPE": "bfloat16"}),
+    ("lester_p100_bf16", "Prompt Tuning P=100, bfloat16", "lester",
+     {"PROMPT_LENGTH": 100, "ACTIVATION_DTYPE": "bfloat16"}),
+    ("finetune_bf16", "Fine-tuning, bfloat16", "finetune", {"ACTIVATION_DTYPE": "bfloat16"}),
 )
 
 def method_spec(key: str):
@@ -273,6 +280,7 @@ def build_step(method_gin: str, bindings: dict, backbone, batch: int, length: in
   train_bindings = configure(method_gin, bindings)
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
+  config = config.replace(dtype=train_bindings.get("activation_dtype", "float32"))  # as train() does
   model = encoder.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
   contract = EncoderModel(model)
   params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})

@@ -4,8 +4,8 @@ r"""Where a train step's time goes, by kind of work, from JAX's profiler (issue 
                                  [--batch=32 --length=128] [--steps=3] [--gin=NAME=VALUE ...]
 
 Each method is built and compiled exactly as scripts/bench_speed.py builds it (the trainer's own model, contract and
-train step), timed untraced (`--steps` steps, min and median), then traced with jax.profiler over the same number of
-steps. The trace holds one event per executed XLA operation (thunk) and thread; each is mapped to the compiled
+train step), timed untraced (`--steps` steps before and as many after the traced ones), traced with jax.profiler over
+`--steps` steps. The trace holds one event per executed XLA operation (thunk) and thread; each is mapped to the compiled
 module's instruction of that name, and the instruction (for a fusion: what it fuses) to a kind of work:
 
   dense matmuls           dots of the projections (query/key/value/out), the MLP, pooler, head, reparameterization
@@ -239,8 +239,9 @@ def split_window(window: Tuple[float, float], events, classify) -> Tuple[Dict[st
   return dict(seconds), dict(flops)
 
 
-def trace_steps(built, steps: int) -> Tuple[List[Dict[str, float]], List[Dict[str, float]], List[float]]:
-  """Traces `steps` steps: per step the seconds by kind, the FLOPs by kind and the traced wall time."""
+def trace_steps(built, steps: int):
+  """Traces `steps` steps: per step the seconds by kind, the FLOPs by kind and the traced wall time; and the state
+  after them."""
   classifier = Classifier(built.compiled.as_text())
   state = built.state
   with tempfile.TemporaryDirectory() as trace_dir:
@@ -254,7 +255,8 @@ def trace_steps(built, steps: int) -> Tuple[List[Dict[str, float]], List[Dict[st
   planes = list(data.planes)
   events = op_events(planes, classifier.instructions)
   splits = [split_window(w, events, classifier.classify) for w in step_windows(planes)]
-  return [s for s, _ in splits], [f for _, f in splits], [(hi - lo) / 1e9 for lo, hi in step_windows(planes)]
+  walls = [(hi - lo) / 1e9 for lo, hi in step_windows(planes)]
+  return [s for s, _ in splits], [f for _, f in splits], walls, state
 
 
 def profile_method(key: str, backbone, batch: int, length: int, steps: int, peak: "bench_speed.MatmulPeak",
@@ -269,14 +271,21 @@ def profile_method(key: str, backbone, batch: int, length: int, steps: int, peak
   jax.block_until_ready(metrics)
   built = built._replace(state=state)
   local_peak = peak.sample()
-  times = []
-  for _ in range(steps):
-    started = time.perf_counter()
-    state, metrics = built.run(state)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - started)
-  built = built._replace(state=state)
-  seconds, flops, walls = trace_steps(built, steps)
+
+  def untraced(state):
+    times = []
+    for _ in range(steps):
+      started = time.perf_counter()
+      state, metrics = built.run(state)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - started)
+    return times, state
+
+  # Untraced steps before and after the traced ones: on a shared machine the load drifts.
+  times, state = untraced(state)
+  seconds, flops, walls, state = trace_steps(built._replace(state=state), steps)
+  after, state = untraced(state)
+  times += after
   best = min(range(len(walls)), key=walls.__getitem__)
   wall = walls[best]
   kinds = {k: seconds[best].get(k, 0.0) for k in KINDS}

@@ -15,7 +15,7 @@ import optax
 from prompt_tuning_jax import errors, tasks, trainable
 from prompt_tuning_jax.tasks import families
 from prompt_tuning_jax.data import vocabularies
-from prompt_tuning_jax.models.bert import check_position_table
+from prompt_tuning_jax.models.bert import check_activation_dtype, check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.models.encoder_model import EncoderBatcher, EncoderModel
@@ -144,7 +144,8 @@ def train(model_dir: str = gin.REQUIRED,
           max_consecutive_nonfinite: int = 5,
           eval_task_name: Optional[str] = None,
           remat: bool = False,
-          use_hardware_rng: bool = False) -> dict:
+          use_hardware_rng: bool = False,
+          activation_dtype: str = "float32") -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   The loop's arguments (model_dir, train_steps, batch_size, eval_*, log_period, keep_checkpoints, seed,
@@ -163,6 +164,7 @@ def train(model_dir: str = gin.REQUIRED,
       eval_split='test' after training on 'rte').
     remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory).
     use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
+    activation_dtype: ACTIVATION_DTYPE, the backbone's activation dtype (BertConfig.dtype).
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
@@ -170,6 +172,7 @@ def train(model_dir: str = gin.REQUIRED,
   validation.check_run_settings("train", feature_lengths=feature_lengths, feature_keys=("inputs",),
                                 **dataclasses.asdict(options))
   check_mixture_settings(multitask_prompt, ensemble_size)
+  check_activation_dtype(activation_dtype)
   run = fit.start(model_dir, batch_size, use_hardware_rng)
   max_length = int(feature_lengths["inputs"])
   names = tasks.task_names(task_name)
@@ -183,7 +186,7 @@ def train(model_dir: str = gin.REQUIRED,
   backbone_path = resolve_backbone_dir(backbone_dir)
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
-  config = dataclasses.replace(config, remat=remat)
+  config = dataclasses.replace(config, remat=remat, dtype=activation_dtype)
   module = checked_model(build_model(model_cls, config, infos, multitask_prompt, ensemble_size), config, run,
                          batch_size, max_length, trainable_patterns)
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
