@@ -582,12 +582,13 @@ def section_speed(results_dir: Path, plots: Plots) -> str:
                           "training tokens/s (batch 32 × 128)", "Training throughput per method (CPU)",
                           "speed_tokens_per_second.png"))
   peers = load_json(results_dir / "bench_peers.json")
-  out.append(speed_report.targets_section(speed, peers))
+  check = load_json(results_dir / "bench_speed_check.json")  # a subset run of bench_speed.py, when newer
+  out.append(speed_report.targets_section(speed_report.newer(speed, check), peers))
   out.append(speed_report.profile_section(load_json(results_dir / "profile_step.json"), plots.stacked))
   out.append(speed_report.peers_section(peers))
   out.append(speed_report.bf16_section(load_json(results_dir / "bench_bf16.json"), speed))
   gpus = sorted(results_dir.glob("bench_speed_*.json"))
-  gpus = [p for p in gpus if p.name != "bench_speed.json"]
+  gpus = [p for p in gpus if (load_json(p) or {}).get("environment", {}).get("platform", "cpu") != "cpu"]
   if gpus:
     for p in gpus:
       out.append(f"\n### On {p.stem.split('_')[-1].upper()}\n")

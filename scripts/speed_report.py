@@ -118,6 +118,13 @@ def _speed_pairs(speed: dict) -> List[list]:
   return rows
 
 
+def newer(full: Optional[dict], subset: Optional[dict]) -> Optional[dict]:
+  """The later-finished of bench_speed.py's full record and a subset run of it (results/bench_speed_check.json)."""
+  if full is None or subset is None:
+    return full or subset
+  return subset if subset.get("finished", "") > full.get("finished", "") else full
+
+
 def targets_section(speed: Optional[dict], peers: Optional[dict]) -> str:
   """Issue 21's acceptance figures, each with its target, from the records at hand."""
   rows = []
@@ -133,4 +140,8 @@ def targets_section(speed: Optional[dict], peers: Optional[dict]) -> str:
                  f"{ratio['peer_over_ours']:.2f}×", "met" if ratio["peer_over_ours"] >= 1.5 else "missed"])
   if not rows:
     return ""
-  return "\n### Speed targets\n\n" + _table(["figure", "target", "measured", ""], rows)
+  source = (f"\nFrom `{speed['command']}` ({_load_line(speed['environment'])}; matmul peak in that process "
+            f"{speed['matmul_peak']['square']['gflops']:.0f} GFLOP/s)" if speed else "\n")
+  if peers:
+    source += f" and `{peers['command']}`"
+  return "\n### Speed targets\n\n" + _table(["figure", "target", "measured", ""], rows) + source + ".\n"
