@@ -21,6 +21,10 @@ only what reaches the prefix keys and values is needed). Scores and context mult
 both of their operands get a gradient whenever anything below trains: about 2x forward in all. Prompts
 with `top k` layers skip the backward pass below them, which is why they train faster.
 
+bfloat16 rows (`*_bf16`, ACTIVATION_DTYPE='bfloat16') run the same FLOPs in bfloat16 matmuls with float32
+accumulation; their "% of matmul peak" is still against the float32 peak. Where the time of a step goes by kind
+of work: scripts/profile_step.py (`make bench-profile`), built by this script's `build_step`.
+
 Mixed-task inference: a PromptBank of 8 deep prompts (P=20) with 8 heads, as `MULTITASK_PROMPT='per_task'`
 builds it, serves batches whose examples pick their own prompt by task id; it is timed on batches from 8
 tasks, from one task, and against the plain single-prompt model.
