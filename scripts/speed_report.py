@@ -23,7 +23,7 @@ def _load_line(env: dict) -> str:
   return (f"load average {start} at the start, {end} at the end on {env.get('host_cpus', '?')} CPUs"
           + (" (**a loaded machine**: other jobs shared the CPU; absolute times are inflated, shares and ratios "
              "taken in the same run less so)" if max(float(start or 0), float(end or 0) if end != "–" else 0)
-             > 1.5 else ""))
+             > 2.5 else ""))
 
 
 def profile_section(profile: Optional[dict], bars: Callable[..., str]) -> str:
@@ -131,17 +131,22 @@ def targets_section(speed: Optional[dict], peers: Optional[dict]) -> str:
   by_key = {r["method"]: r for r in (speed or {}).get("methods", [])}
   for key, target in (("deep_p20", 45.0), ("lester_p100", 30.0)):
     if key in by_key and "percent_of_matmul_peak" in by_key[key]:
-      got = by_key[key]["percent_of_matmul_peak"]
-      rows.append([f"{by_key[key]['label']}: % of the matmul peak (bench-speed)", f"≥ {target:.0f}%", f"{got:.1f}%",
-                   "met" if got >= target else "missed"])
+      r = by_key[key]
+      got = r["percent_of_matmul_peak"]
+      before = 100.0 * r["gflops_per_second"] / r["matmul_gflops_just_before"]
+      rows.append([f"{r['label']}: % of the matmul peak (bench-speed)", f"≥ {target:.0f}%", f"{got:.1f}%",
+                   f"{before:.1f}%", "met" if got >= target else "missed"])
   ratio = next((r for r in (peers or {}).get("ratios", []) if r["ours"] == "deep_p20"), None)
   if ratio:
     rows.append(["P-Tuning v2 P=20 vs peft PrefixTuning P=20: peer time / ours (bench-peers)", "≥ 1.5×",
-                 f"{ratio['peer_over_ours']:.2f}×", "met" if ratio["peer_over_ours"] >= 1.5 else "missed"])
+                 f"{ratio['peer_over_ours']:.2f}×", "–", "met" if ratio["peer_over_ours"] >= 1.5 else "missed"])
   if not rows:
     return ""
   source = (f"\nFrom `{speed['command']}` ({_load_line(speed['environment'])}; matmul peak in that process "
             f"{speed['matmul_peak']['square']['gflops']:.0f} GFLOP/s)" if speed else "\n")
   if peers:
     source += f" and `{peers['command']}`"
-  return "\n### Speed targets\n\n" + _table(["figure", "target", "measured", ""], rows) + source + ".\n"
+  note = ("\nThe fourth column divides by the matmul sample taken just before that method's timing instead of the "
+          "best sample of the run: on a machine whose load drifts, it is the fairer of the two.\n")
+  return ("\n### Speed targets\n\n" + _table(["figure", "target", "measured", "vs the matmul sample just before",
+                                                 ""], rows) + source + ".\n" + note)
