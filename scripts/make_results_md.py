@@ -586,7 +586,7 @@ def section_speed(results_dir: Path, plots: Plots) -> str:
   out.append(speed_report.targets_section(speed_report.newer(speed, check), peers))
   out.append(speed_report.profile_section(load_json(results_dir / "profile_step.json"), plots.stacked))
   out.append(speed_report.peers_section(peers))
-  out.append(speed_report.bf16_section(load_json(results_dir / "bench_bf16.json"), speed))
+  out.append(speed_report.bf16_section(load_json(results_dir / "bench_bf16.json"), speed_report.newer(speed, check)))
   gpus = sorted(results_dir.glob("bench_speed_*.json"))
   gpus = [p for p in gpus if (load_json(p) or {}).get("environment", {}).get("platform", "cpu") != "cpu"]
   if gpus:
