@@ -18,6 +18,7 @@ BENCH_STAMP := $(VENV)/.bench-installed-stamp
 BENCH := $(PY) scripts/bench.py
 
 .PHONY: bench-install bench-quick bench bench-methods bench-sequence bench-ablations bench-speed bench-recipe bench-report bench-serve bench-sweep bench-compare
+.PHONY: bench-profile bench-peers bench-bf16
 
 bench-install: $(BENCH_STAMP)
 
@@ -54,6 +55,37 @@ bench-serve: bench-install
 	$(PY) scripts/bench_serve.py
 	$(BENCH) report
 
+# Where a train step's time goes by kind of work, from jax.profiler traces (results/profile_step.json; ~10 min).
+bench-profile: bench-install
+	$(PY) scripts/profile_step.py
+	$(BENCH) report
+
+# Our step against peft PrefixTuning / PromptTuning P=20 and transformers fine-tuning of the same MiniLM on the same
+# batch, ours timed before and after the peers (results/bench_peers.json; ~15 min). The peers get their own
+# virtualenv, never used by make test: torch's CPU build from PyTorch's CPU index (PyPI's Linux torch bundles CUDA),
+# transformers and peft from PyPI, at the versions this was measured with.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+PEERS_TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PEERS_PINS := transformers==5.23.0 peft==0.21.2 accelerate==1.15.0 safetensors==0.8.0 tokenizers==0.23.3 numpy==2.4.6
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(PEERS_VENV)/bin/python -m pip install --quiet --index-url $(PEERS_TORCH_INDEX) --extra-index-url https://pypi.org/simple torch==2.13.0
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_PINS)
+	touch $(PEERS_STAMP)
+
+bench-peers: bench-install $(PEERS_STAMP)
+	$(PY) scripts/bench_peers.py --peers_python=$(PEERS_VENV)/bin/python
+	$(BENCH) report
+
+# The demo configuration trained in float32 and in bfloat16 activations; SST-2 accuracy of each
+# (results/bench_bf16.json; two demo runs).
+bench-bf16: bench-install
+	$(PY) scripts/bench_bf16.py
+	$(BENCH) report
+
 install: $(STAMP)
 
 $(STAMP): setup.cfg constraints.txt
@@ -74,4 +106,4 @@ test: install
 	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=loadgroup
 
 clean:
-	rm -rf $(VENV) runs .cache
+	rm -rf $(VENV) $(PEERS_VENV) runs .cache

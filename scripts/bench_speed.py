@@ -21,6 +21,10 @@ only what reaches the prefix keys and values is needed). Scores and context mult
 both of their operands get a gradient whenever anything below trains: about 2x forward in all. Prompts
 with `top k` layers skip the backward pass below them, which is why they train faster.
 
+bfloat16 rows (`*_bf16`, ACTIVATION_DTYPE='bfloat16') run the same FLOPs in bfloat16 matmuls with float32
+accumulation; their "% of matmul peak" is still against the float32 peak. Where the time of a step goes by kind
+of work: scripts/profile_step.py (`make bench-profile`), built by this script's `build_step`.
+
 Mixed-task inference: a PromptBank of 8 deep prompts (P=20) with 8 heads, as `MULTITASK_PROMPT='per_task'`
 builds it, serves batches whose examples pick their own prompt by task id; it is timed on batches from 8
 tasks, from one task, and against the plain single-prompt model.
@@ -41,7 +45,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -88,6 +92,13 @@ METHODS = (
      {"PROMPT_LENGTH": 20, "USE_HARDWARE_RNG": True}),
     ("lester_p100_hwrng", "Prompt Tuning P=100, USE_HARDWARE_RNG", "lester",
      {"PROMPT_LENGTH": 100, "USE_HARDWARE_RNG": True}),
+    # ACTIVATION_DTYPE='bfloat16' (issue 21): bfloat16 activations and matmul inputs, float32 accumulation. Their
+    # GFLOP/s are still compared with the float32 matmul peak.
+    ("deep_p20_bf16", "P-Tuning v2 P=20, bfloat16", "deep_prompt",
+     {"PROMPT_LENGTH": 20, "ACTIVATION_DTYPE": "bfloat16"}),
+    ("lester_p100_bf16", "Prompt Tuning P=100, bfloat16", "lester",
+     {"PROMPT_LENGTH": 100, "ACTIVATION_DTYPE": "bfloat16"}),
+    ("finetune_bf16", "Fine-tuning, bfloat16", "finetune", {"ACTIVATION_DTYPE": "bfloat16"}),
 )
 
 def method_spec(key: str):
@@ -250,13 +261,30 @@ def max_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone, batch: int, length: int,
-                 warmup: int, steps: int, peak: MatmulPeak) -> dict:
-  """Builds the method as the trainer does and times its compiled train step."""
+class BuiltStep(NamedTuple):
+  """A method's train step as the trainer builds it, compiled for one full batch, with its arguments."""
+  model: nn.Module
+  params: dict
+  trained: dict
+  compiled: object
+  state: TrainState
+  frozen: dict
+  data: dict
+  rng: jax.Array
+  compile_seconds: float
+
+  def run(self, state: TrainState):
+    """One step from `state` (donated): the new state and the step's metrics."""
+    return self.compiled(state, self.frozen, self.data, self.rng)
+
+
+def build_step(method_gin: str, bindings: dict, backbone, batch: int, length: int) -> BuiltStep:
+  """Builds the method from its gin files as train() does and compiles its train step for a full batch."""
   config, backbone_params = backbone
   train_bindings = configure(method_gin, bindings)
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
+  config = config.replace(dtype=train_bindings.get("activation_dtype", "float32"))  # as train() does
   model = encoder.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
   contract = EncoderModel(model)
   params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
@@ -268,15 +296,24 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
   rng = jax.random.key(0)
   started = time.perf_counter()
   compiled = step_fn.lower(state, frozen, data, rng).compile()
-  compile_seconds = time.perf_counter() - started
+  return BuiltStep(model, params, trained, compiled, state, frozen, data, rng, time.perf_counter() - started)
+
+
+def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone, batch: int, length: int,
+                 warmup: int, steps: int, peak: MatmulPeak) -> dict:
+  """Builds the method as the trainer does and times its compiled train step."""
+  config = backbone[0]
+  built = build_step(method_gin, bindings, backbone, batch, length)
+  model, params, trained, compiled, state = built.model, built.params, built.trained, built.compiled, built.state
+  compile_seconds = built.compile_seconds
   for _ in range(warmup):
-    state, metrics = compiled(state, frozen, data, rng)
+    state, metrics = built.run(state)
   jax.block_until_ready(metrics)
   local_peak = peak.sample()
   times = []
   for _ in range(steps):
     started = time.perf_counter()
-    state, metrics = compiled(state, frozen, data, rng)
+    state, metrics = built.run(state)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - started)
   flops = train_step_flops(model, config, list(trainable.flatten(trained)), batch, length)

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+import speed_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PLOTS = "plots"  # under the output's directory
 
@@ -215,6 +216,23 @@ class Plots:
       right.set_title(f"{title}: {eval_label}")
     right.legend(fontsize=7)
     return self.save(fig, name, f"training curves: {title}")
+
+  def stacked(self, labels: Sequence[str], parts: Sequence[str], values: Sequence[Sequence[float]], xlabel: str,
+              title: str, name: str) -> str:
+    """One horizontal bar per label, split into `parts` (values[label][part])."""
+    fig, ax = self.plt.subplots(figsize=(7.4, 0.45 * len(labels) + 1.8))
+    left = [0.0] * len(labels)
+    for j, part in enumerate(parts):
+      widths = [row[j] for row in values]
+      ax.barh(range(len(labels)), widths, left=left, color=f"C{j % 10}", label=part,
+              hatch="//" if j >= 10 else None)
+      left = [a + b for a, b in zip(left, widths)]
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return self.save(fig, name, title)
 
   def bars(self, labels: Sequence[str], values: Sequence[float], xlabel: str, title: str, name: str) -> str:
     fig, ax = self.plt.subplots(figsize=(6.4, 0.35 * len(labels) + 1.2))
@@ -563,14 +581,20 @@ def section_speed(results_dir: Path, plots: Plots) -> str:
     out.append(plots.bars([r["label"] for r in speed["methods"]], [r["tokens_per_second"] for r in speed["methods"]],
                           "training tokens/s (batch 32 × 128)", "Training throughput per method (CPU)",
                           "speed_tokens_per_second.png"))
+  peers = load_json(results_dir / "bench_peers.json")
+  check = load_json(results_dir / "bench_speed_check.json")  # a subset run of bench_speed.py, when newer
+  out.append(speed_report.targets_section(speed_report.newer(speed, check), peers))
+  out.append(speed_report.profile_section(load_json(results_dir / "profile_step.json"), plots.stacked))
+  out.append(speed_report.peers_section(peers))
+  out.append(speed_report.bf16_section(load_json(results_dir / "bench_bf16.json"), speed_report.newer(speed, check)))
   gpus = sorted(results_dir.glob("bench_speed_*.json"))
-  gpus = [p for p in gpus if p.name != "bench_speed.json"]
+  gpus = [p for p in gpus if (load_json(p) or {}).get("environment", {}).get("platform", "cpu") != "cpu"]
   if gpus:
     for p in gpus:
       out.append(f"\n### On {p.stem.split('_')[-1].upper()}\n")
       out.append(speed_tables(load_json(p), f"results/{p.name}"))
   else:
-    out.append("\nNo GPU was available to this benchmark; on a machine with one, `make bench-speed` writes "
+    out.append("\nNo GPU was available to these benchmarks; on a machine with one, `make bench-speed` writes "
                "`results/bench_speed_gpu.json` (the same script; JAX picks the GPU) and this section shows it.\n")
   return "\n".join(out)
 

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from prompt_tuning_jax.axes import with_axes
+from prompt_tuning_jax.dropout import Dropout
 # Label conventions and the host-side span search belong to the tasks (they need no model); re-exported here.
 from prompt_tuning_jax.tasks.labels import MASKED_LOGIT, first_subword_label_weights
 
@@ -33,11 +34,11 @@ def _project(head: nn.Module, x, features: int, dropout: float, deterministic: b
     kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "embed", "classes"),
                         (x.shape[-1], features))
     bias = head.param("bias", with_axes(nn.initializers.zeros, "classes"), (features,))
-    return jnp.dot(nn.Dropout(dropout)(x, deterministic=deterministic), kernel) + bias
+    return jnp.dot(Dropout(dropout)(x, deterministic=deterministic), kernel) + bias
   kernel = head.param("kernel", with_axes(nn.initializers.normal(0.02), "tasks", "embed", "classes"),
                       (size, x.shape[-1], features))
   bias = head.param("bias", with_axes(nn.initializers.zeros, "tasks", "classes"), (size, features))
-  x = nn.Dropout(dropout)(x, deterministic=deterministic)
+  x = Dropout(dropout)(x, deterministic=deterministic)
   per_example_bias = bias[task_ids].reshape((x.shape[0],) + (1,) * (x.ndim - 2) + (features,))
   return jnp.einsum("b...h,bhc->b...c", x, kernel[task_ids]) + per_example_bias
 

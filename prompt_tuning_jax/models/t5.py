@@ -65,6 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning_jax.axes import with_axes
+from prompt_tuning_jax.models import precision
+from prompt_tuning_jax.dropout import Dropout
 
 # (keys, values), each [B, P, N, D]: a deep prompt for one self-attention layer.
 Prefix = Tuple[jax.Array, jax.Array]
@@ -174,7 +176,9 @@ class RelativePositionBiases(nn.Module):
 
 
 def _dense(features, axes, name, kernel_init, dtype):
+  low = jnp.dtype(dtype) != jnp.float32  # bfloat16 results accumulated in float32 (models/precision.py)
   return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                  dot_general=precision.same_dtype_dot_general if low else None,
                   kernel_init=with_axes(kernel_init, *axes), name=name)
 
 
@@ -240,11 +244,13 @@ class Attention(nn.Module):
       bias = jnp.pad(bias, [(0, 0)] * (bias.ndim - 1) + [(prefix_k.shape[1], 0)])
     if c.float32_attention_logits:
       q, k = q.astype(jnp.float32), k.astype(jnp.float32)
-    logits = jnp.einsum("bqnd,bknd->bnqk", q, k)
-    probs = jax.nn.softmax(logits + bias.astype(logits.dtype)).astype(dtype)
+    logits = precision.einsum("bqnd,bknd->bnqk", q, k, q.dtype)  # float32 unless q, k are bfloat16
+    # The softmax in float32 whatever the activation dtype (a no-op in float32).
+    probs = jax.nn.softmax(logits.astype(jnp.float32) + bias.astype(jnp.float32)).astype(dtype)
     # t5x shares the attention dropout mask across queries.
-    probs = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(probs, deterministic=deterministic)
-    out = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(*inputs_q.shape[:2], c.num_heads * c.d_kv)
+    probs = Dropout(c.dropout_rate, broadcast_dims=(-2,))(probs, deterministic=deterministic)
+    out = precision.einsum("bnqk,bknd->bqnd", probs, v, dtype).astype(dtype)
+    out = out.reshape(*inputs_q.shape[:2], c.num_heads * c.d_kv)
     return _dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", _ATTENTION_INIT, dtype)(out)
 
   def _cache_variables(self, shape, dtype):
@@ -302,7 +308,7 @@ class Mlp(nn.Module):
     else:
       gate = nn.gelu(_dense(c.d_ff, ("embed", "mlp"), "wi_0", _DENSE_INIT, dtype)(x), approximate=True)
       h = gate * _dense(c.d_ff, ("embed", "mlp"), "wi_1", _DENSE_INIT, dtype)(x)
-    h = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=deterministic)
+    h = Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=deterministic)
     h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
     return _dense(x.shape[-1], ("mlp", "embed"), "wo", _DENSE_INIT, dtype)(h)
 
@@ -313,7 +319,7 @@ def _norm(config: T5Config, name: str) -> RmsNorm:
 
 def _residual(config: T5Config, x, y, deterministic: bool):
   """x + dropout(y), the dropout mask shared along the length as in t5x."""
-  return x + nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+  return x + Dropout(config.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
 
 
 class EncoderLayer(nn.Module):
@@ -367,11 +373,11 @@ class Encoder(nn.Module):
     layer_prefixes = _check_prefixes(layer_prefixes, c.num_encoder_layers, "encoder")
     relpos = RelativePositionBiases(c, name="relpos_bias")(x.shape[1], bidirectional=True)
     bias = mask_bias(mask[:, :, None] & mask[:, None, :], dtype) + relpos  # [B, N, T, T]
-    x = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic).astype(dtype)
+    x = Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic).astype(dtype)
     for i, prefix in enumerate(layer_prefixes):
       x = EncoderLayer(c, name=f"layers_{i}")(x, bias, prefix, deterministic)
     x = RmsNorm(c.layer_norm_epsilon, dtype, name="encoder_norm")(x)
-    return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
+    return Dropout(c.dropout_rate)(x, deterministic=deterministic)
 
 
 class Decoder(nn.Module):
@@ -395,11 +401,11 @@ class Decoder(nn.Module):
       self_mask = self_mask & decoder_mask[:, :, None] & decoder_mask[:, None, :]
     self_bias = mask_bias(self_mask, dtype) + relpos  # [B or 1, N, T', T']
     cross_bias = mask_bias(encoder_decoder_mask, dtype)  # [B, 1, T', T]
-    y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic).astype(dtype)
+    y = Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic).astype(dtype)
     for i, prefix in enumerate(layer_prefixes):
       y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_bias, cross_bias, prefix, deterministic, decode)
     y = RmsNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
-    y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     if c.scale_decoder_outputs:
       y = y * (c.d_model ** -0.5)
     if c.tie_word_embeddings:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from prompt_tuning_jax import errors
 from prompt_tuning_jax.axes import with_axes
+from prompt_tuning_jax.dropout import keep_mask
 
 POSITION_POLICIES = ("from_zero", "after_prompt")
 
@@ -72,7 +73,7 @@ def prefix_dropout(module: nn.Module, prefixes: jax.Array, rate: float, determin
   """Dropout with an independent mask per example (the prefixes are [L', 2, B, P, N, D])."""
   if deterministic or rate == 0.0:
     return prefixes
-  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, prefixes.shape)
+  keep = keep_mask(module.make_rng("dropout"), 1.0 - rate, prefixes.shape)  # jax.random.bernoulli's mask, faster
   return jnp.where(keep, prefixes / (1.0 - rate), 0.0)
 
 

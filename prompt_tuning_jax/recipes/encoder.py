@@ -16,7 +16,7 @@ import optax
 from prompt_tuning_jax import errors, tasks, trainable
 from prompt_tuning_jax.tasks import families
 from prompt_tuning_jax.data import vocabularies
-from prompt_tuning_jax.models.bert import check_position_table
+from prompt_tuning_jax.models.bert import check_activation_dtype, check_position_table
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 from prompt_tuning_jax.models.classifier import EncoderClassifier
 from prompt_tuning_jax.models.encoder_model import EncoderBatcher, EncoderModel
@@ -148,7 +148,8 @@ def train(model_dir: str = gin.REQUIRED,
           remat: bool = False,
           use_hardware_rng: bool = False,
           sweep: Optional[Dict[str, Sequence]] = None,
-          sweep_mode: str = "grid") -> dict:
+          sweep_mode: str = "grid",
+          activation_dtype: str = "float32") -> dict:
   """Trains the trainable parameters of `model_cls` on `task_name`; returns results.json's dict.
 
   The loop's arguments (model_dir, train_steps, batch_size, eval_*, log_period, keep_checkpoints, seed,
@@ -168,6 +169,7 @@ def train(model_dir: str = gin.REQUIRED,
     remat: REMAT, recompute each backbone layer's activations in the backward pass (less memory).
     use_hardware_rng: USE_HARDWARE_RNG, draw initialisation and dropout from 'unsafe_rbg' (loop.use_hardware_rng).
     sweep, sweep_mode: SWEEP and SWEEP_MODE, members trained together (train_sweep).
+    activation_dtype: ACTIVATION_DTYPE, the backbone's activation dtype (BertConfig.dtype).
   The mesh comes from the gin-configured `Partitioner` (NUM_PARTITIONS or MESH_SHAPE).
   """
   options = fit.FitOptions.pick(locals())
@@ -175,6 +177,7 @@ def train(model_dir: str = gin.REQUIRED,
   validation.check_run_settings("train", feature_lengths=feature_lengths, feature_keys=("inputs",),
                                 **dataclasses.asdict(options))
   check_mixture_settings(multitask_prompt, ensemble_size)
+  check_activation_dtype(activation_dtype)
   if sweep is not None:
     return train_sweep(locals())
   run = fit.start(model_dir, batch_size, use_hardware_rng)
@@ -190,7 +193,7 @@ def train(model_dir: str = gin.REQUIRED,
   backbone_path = resolve_backbone_dir(backbone_dir)
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
-  config = dataclasses.replace(config, remat=remat)
+  config = dataclasses.replace(config, remat=remat, dtype=activation_dtype)
   module = checked_model(build_model(model_cls, config, infos, multitask_prompt, ensemble_size), config, run,
                          batch_size, max_length, trainable_patterns)
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
@@ -315,7 +318,7 @@ def train_sweep(a: Dict[str, Any]) -> dict:
   backbone_path = resolve_backbone_dir(a["backbone_dir"])
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")
   config, backbone_params = load_backbone(backbone_path)
-  config = dataclasses.replace(config, remat=a["remat"])
+  config = dataclasses.replace(config, remat=a["remat"], dtype=a["activation_dtype"])
   batcher = EncoderBatcher(max_length, a["data_dir"], vocabulary)
   data = load_data(batcher, names, train_names, eval_names, a["train_split"], a["eval_split"],
                            a["batch_size"], a["seed"])
