@@ -189,7 +189,6 @@ def train(model_dir: str = gin.REQUIRED,
   train_names, eval_names = split_tasks(names, train_split, eval_split, shared, eval_task_name)
   if eval_task_name is not None:
     head_kind({**infos, **{name: tasks.info(name) for name in eval_names}})
-
   backbone_path = resolve_backbone_dir(backbone_dir)
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
