@@ -19,7 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -51,12 +50,7 @@ def time_ours(backbone, batch: int, length: int, warmup: int, steps: int) -> dic
     for _ in range(warmup):
       state, metrics = built.run(state)
     jax.block_until_ready(metrics)
-    times = []
-    for _ in range(steps):
-      started = time.perf_counter()
-      state, metrics = built.run(state)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - started)
+    times, _ = built.timed_steps(state, steps)
     out[key] = {"step_seconds_min": min(times), "step_seconds_median": statistics.median(times),
                 "step_seconds": times}
     print(f"[peers] ours {key:<12} step {min(times) * 1000:8.0f} ms", flush=True)

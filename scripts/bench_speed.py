@@ -277,6 +277,16 @@ class BuiltStep(NamedTuple):
     """One step from `state` (donated): the new state and the step's metrics."""
     return self.compiled(state, self.frozen, self.data, self.rng)
 
+  def timed_steps(self, state: TrainState, steps: int):
+    """(seconds of each of `steps` steps from `state`, each waited for; the state after them)."""
+    times = []
+    for _ in range(steps):
+      started = time.perf_counter()
+      state, metrics = self.run(state)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - started)
+    return times, state
+
 
 def build_step(method_gin: str, bindings: dict, backbone, batch: int, length: int) -> BuiltStep:
   """Builds the method from its gin files as train() does and compiles its train step for a full batch."""
@@ -310,12 +320,7 @@ def bench_method(key: str, label: str, method_gin: str, bindings: dict, backbone
     state, metrics = built.run(state)
   jax.block_until_ready(metrics)
   local_peak = peak.sample()
-  times = []
-  for _ in range(steps):
-    started = time.perf_counter()
-    state, metrics = built.run(state)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - started)
+  times, state = built.timed_steps(state, steps)
   flops = train_step_flops(model, config, list(trainable.flatten(trained)), batch, length)
   median = statistics.median(times)
   return {

@@ -39,7 +39,6 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -272,19 +271,10 @@ def profile_method(key: str, backbone, batch: int, length: int, steps: int, peak
   built = built._replace(state=state)
   local_peak = peak.sample()
 
-  def untraced(state):
-    times = []
-    for _ in range(steps):
-      started = time.perf_counter()
-      state, metrics = built.run(state)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - started)
-    return times, state
-
   # Untraced steps before and after the traced ones: on a shared machine the load drifts.
-  times, state = untraced(state)
+  times, state = built.timed_steps(state, steps)
   seconds, flops, walls, state = trace_steps(built._replace(state=state), steps)
-  after, state = untraced(state)
+  after, state = built.timed_steps(state, steps)
   times += after
   best = min(range(len(walls)), key=walls.__getitem__)
   wall = walls[best]
