@@ -311,10 +311,10 @@ class EncoderDecoderModel(BaseModel):
     unprefixed metrics are its majority vote's (also as 'vote_<metric>'), 'member_{k}_<metric>' each member's,
     'rank_<metric>' the mean-probability vote's, 'rank_vote_' and 'rank_member_{k}_' the rest."""
     scores = {"loss": float(np.mean(outputs["loss"]))}
-    decoded = self.decoded(outputs)
-    scores |= text_to_text.score_strings(task_name, examples, decoded)
+    decoded_scores = text_to_text.score_strings(task_name, examples, self.decoded(outputs))
+    scores |= decoded_scores
     if self.ensemble_size > 1:
-      scores |= _prefixed("vote_", text_to_text.score_strings(task_name, examples, decoded))
+      scores |= _prefixed("vote_", decoded_scores)
       for m, strings in enumerate(self._member_strings(outputs)):
         scores |= _prefixed(f"member_{m}_", text_to_text.score_strings(task_name, examples, strings))
     for prefix, choices in (self._rank_choices(outputs, task_name) or {}).items():
