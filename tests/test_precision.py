@@ -5,6 +5,8 @@ float32 on the same parameters: the packaged MiniLM's states within 5% of their 
 layers, a deep prompt's gradient pointing the same way (cosine > 0.99); the tiny T5's logits within 5% likewise.
 """
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ import pytest
 
 from conftest import GOLDENS
 from prompt_tuning_jax.dropout import Dropout, keep_mask
+from prompt_tuning_jax.models import precision
 from prompt_tuning_jax.models.bert import BertEncoder
 from prompt_tuning_jax.models.t5 import T5
 from prompt_tuning_jax.models.t5_checkpoint import load_t5
@@ -43,6 +46,37 @@ def test_dropout_is_flax_dropout(broadcast_dims):
 def _relative_error(low, high):
   low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
   return float(np.max(np.abs(low - high)) / np.max(np.abs(high)))
+
+
+# The dense layers' and the attention's multiplies, with their own gradients' specs ('bqnd,bnqk->bknd' is one XLA
+# CPU has no bfloat16 kernel for in einsum's own layout).
+MATMUL_SPECS = ["btd,de->bte", "bqnd,bknd->bnqk", "bnqk,bknd->bqnd", "bqnd,bnqk->bknd", "bnqk,bqnd->bknd"]
+
+
+@pytest.mark.parametrize("spec", MATMUL_SPECS)
+def test_bfloat16_matmul_and_its_gradients_stay_in_bfloat16(spec):
+  sizes = dict(b=2, t=6, d=8, e=10, q=5, k=7, n=3)
+  (sa, sb), sc = spec.split("->")[0].split(","), spec.split("->")[1]
+  a = jax.random.normal(jax.random.key(0), [sizes[x] for x in sa])
+  b = jax.random.normal(jax.random.key(1), [sizes[x] for x in sb])
+  weights = jax.random.normal(jax.random.key(2), [sizes[x] for x in sc])
+
+  def loss(fn):
+    return lambda a, b: jnp.sum(fn(a, b) * weights)
+
+  lowp = loss(lambda a, b: precision.einsum(spec, a, b, jnp.bfloat16))
+  grads = jax.jit(jax.grad(lowp, argnums=(0, 1)))(a, b)
+  exact = jax.grad(loss(lambda a, b: jnp.einsum(spec, a.astype(jnp.bfloat16).astype(jnp.float32),
+                                                 b.astype(jnp.bfloat16).astype(jnp.float32))), argnums=(0, 1))(a, b)
+  for ours, ref in zip(grads, exact):
+    assert ours.dtype == jnp.float32
+    np.testing.assert_allclose(ours, ref, atol=0.02 * float(jnp.max(jnp.abs(ref))))
+  # Every multiply of the forward and backward pass takes bfloat16 operands: none converts one to float32 first
+  # (the slow form JAX's own transpose produces).
+  hlo = jax.jit(jax.grad(lowp, argnums=(0, 1))).lower(a, b).as_text()
+  operand_types = re.findall(r"dot_general .*: \((tensor<[^>]*>), (tensor<[^>]*>)\)", hlo)
+  assert len(operand_types) == 2, hlo  # the two gradients (the forward product is not needed for them)
+  assert all(t.endswith("xbf16>") for pair in operand_types for t in pair), operand_types
 
 
 def test_bfloat16_bert_is_close_to_float32(minilm):
