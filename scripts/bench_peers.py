@@ -35,15 +35,20 @@ import bench_speed
 from prompt_tuning_jax.models.bert_checkpoint import load_backbone, resolve_backbone_dir
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-# (our method key, the peer it is compared with)
-PAIRS = (("deep_p20", "peft_prefix_p20"), ("lester_p20", "peft_prompt_p20"), ("finetune", "hf_finetune"))
-LABELS = {"deep_p20": "P-Tuning v2 P=20 vs peft PrefixTuning P=20", "lester_p20":
-          "Prompt Tuning P=20 vs peft PromptTuning P=20", "finetune": "Fine-tuning vs transformers fine-tuning"}
+# (our method key, the peer it is compared with, the row's label). The bfloat16 rows: ours with
+# ACTIVATION_DTYPE='bfloat16', the peer under torch.autocast(bfloat16) (both on this CPU's AMX / AVX512-BF16).
+PAIRS = (("deep_p20", "peft_prefix_p20", "P-Tuning v2 P=20 vs peft PrefixTuning P=20"),
+         ("lester_p20", "peft_prompt_p20", "Prompt Tuning P=20 vs peft PromptTuning P=20"),
+         ("finetune", "hf_finetune", "Fine-tuning vs transformers fine-tuning"),
+         ("deep_p20_bf16", "peft_prefix_p20_bf16", "P-Tuning v2 P=20 vs peft PrefixTuning P=20, both bfloat16"),
+         ("deep_p20_bf16", "peft_prefix_p20", "P-Tuning v2 P=20 in bfloat16 vs peft PrefixTuning P=20 in float32"))
+OURS = tuple(dict.fromkeys(ours for ours, _, _ in PAIRS))
+PEERS = tuple(dict.fromkeys(peer for _, peer, _ in PAIRS))
 
 
 def time_ours(backbone, batch: int, length: int, warmup: int, steps: int) -> dict:
   out = {}
-  for key, _ in PAIRS:
+  for key in OURS:
     _, _, method_gin, bindings = bench_speed.method_spec(key)
     built = bench_speed.build_step(method_gin, bindings, backbone, batch, length)
     state = built.state
@@ -60,10 +65,10 @@ def time_ours(backbone, batch: int, length: int, warmup: int, steps: int) -> dic
 def ratios(record: dict) -> list:
   rows = []
   peers = {r["method"]: r for r in record["peers"]["methods"]}
-  for ours, peer in PAIRS:
+  for ours, peer, label in PAIRS:
     rounds = [record[phase][ours]["step_seconds_min"] for phase in ("ours_before", "ours_after")]
     mine, theirs = min(rounds), peers[peer]["step_seconds_min"]
-    rows.append({"ours": ours, "peer": peer, "label": LABELS[ours], "ours_step_seconds": mine,
+    rows.append({"ours": ours, "peer": peer, "label": label, "ours_step_seconds": mine,
                  "ours_rounds_seconds": rounds, "peer_step_seconds": theirs, "peer_over_ours": theirs / mine,
                  "adapted_signature": peers[peer].get("adapted_signature", False)})
   return rows
@@ -81,7 +86,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   os.chdir(REPO)
   out = Path(args.out)
   record = json.loads(out.read_text()) if out.exists() else {}
-  if (record.get("batch"), record.get("length")) != (args.batch, args.length):
+  if (record.get("batch"), record.get("length")) != (args.batch, args.length) or not all(
+      key in record.get(phase, {}) for phase in ("ours_before", "ours_after") for key in OURS):
     record = {"batch": args.batch, "length": args.length}
   record.update(command="python scripts/bench_peers.py " + " ".join(sys.argv[1:] if argv is None else argv),
                 environment=bench_speed.environment())
@@ -99,7 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     peers_out = out.with_suffix(".peers.tmp")
     subprocess.run([args.peers_python, str(REPO / "scripts" / "peers_torch.py"), f"--backbone_dir={backbone_dir}",
                     f"--out={peers_out}", f"--batch={args.batch}", f"--length={args.length}",
-                    f"--steps={args.steps}", f"--warmup={args.warmup}"], check=True)
+                    f"--steps={args.steps}", f"--warmup={args.warmup}", f"--methods={','.join(PEERS)}"],
+                   check=True)
     record["peers"] = json.loads(peers_out.read_text())
     peers_out.unlink()
     save()

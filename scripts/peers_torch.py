@@ -11,6 +11,9 @@ forward with labels, backward, step) on a fixed batch of `batch` x `length` real
   peft_prompt_p20   peft PromptTuningConfig(num_virtual_tokens=20): 20 input embeddings (Lester et al.)
   hf_finetune       every parameter of the model trains (transformers alone)
 
+A `_bf16` suffix (e.g. peft_prefix_p20_bf16) runs the same step's forward under torch.autocast("cpu", bfloat16),
+torch's mixed precision on this CPU's AMX / AVX512-BF16, against our ACTIVATION_DTYPE='bfloat16'.
+
 peft hands the prefixes to the backbone's forward as `past_key_values`. Where a transformers release names that
 argument otherwise (`cache`, as some 5.x BERTs do, which peft 0.21 then refuses for prefix tuning), the harness
 wraps the BERT forward to accept `past_key_values` and pass it on under the new name, and records that it did
@@ -66,8 +69,11 @@ def build(method: str, backbone_dir: str):
 
 
 def time_method(method: str, backbone_dir: str, batch: int, length: int, warmup: int, steps: int) -> dict:
+  import contextlib  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  model, trained, lr, adapted = build(method, backbone_dir)
+  base, bf16 = (method[:-len("_bf16")], True) if method.endswith("_bf16") else (method, False)
+  model, trained, lr, adapted = build(base, backbone_dir)
+  precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
   model.train()
   optimizer = torch.optim.AdamW(trained, lr=lr)
   g = torch.Generator().manual_seed(0)
@@ -78,7 +84,8 @@ def time_method(method: str, backbone_dir: str, batch: int, length: int, warmup:
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    loss = model(**inputs).loss
+    with precision():
+      loss = model(**inputs).loss
     loss.backward()
     optimizer.step()
     return float(loss)
@@ -86,7 +93,7 @@ def time_method(method: str, backbone_dir: str, batch: int, length: int, warmup:
   for _ in range(warmup):
     loss = step()
   prefix_grad = None
-  if method == "peft_prefix_p20":  # the prefix reached attention: its table has a gradient
+  if base == "peft_prefix_p20":  # the prefix reached attention: its table has a gradient
     grads = [p.grad for n, p in model.named_parameters() if "prompt_encoder" in n]
     prefix_grad = float(sum(g_.abs().sum() for g_ in grads if g_ is not None))
   times = []

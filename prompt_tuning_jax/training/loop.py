@@ -23,7 +23,7 @@ not finite are skipped and reported instead; more than N in a row stop training 
 """
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 
@@ -146,6 +146,53 @@ def format_metrics(scalars: Dict[str, float]) -> str:
                   for k, v in scalars.items())
 
 
+class Hooks(NamedTuple):
+  """What differs between one run (`run`) and a sweep of members (training/sweep.py) in the loop `drive` runs.
+
+  keep(step_metrics, state) -> what of a step stays on device until the next fetch
+  check(fetched, first_step, extra) -> extra: the fetched steps' numerical checks (raises to stop training)
+  log(fetched, step, extra, progress): the train metrics of the fetched steps
+  evaluate(step, state, extra) -> (extra, metrics, score): evaluates, exports what improved; `score` ranks the
+    checkpoint
+  """
+  keep: Callable
+  check: Callable
+  log: Callable
+  evaluate: Callable
+
+
+def drive(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict], rng, train_steps: int,
+          eval_period: int, log_period: int, checkpoints: Checkpoints, extra: dict, hooks: Hooks,
+          data_state: Callable[[int], dict], stop_requested: Callable[[], Optional[int]]):
+  """Trains from state.step to train_steps: step, fetch (one host transfer per log, evaluation or stop), check,
+  log, evaluate and checkpoint, stop on a signal. Returns (state, last evaluation or None, extra)."""
+  step = int(state.step)
+  position = int((extra.get("data") or {}).get("position", step))
+  progress = Progress(step, train_steps)
+  pending, last_eval = [], None
+  while step < train_steps:
+    state, step_metrics = train_step(state, frozen, batch_at(position), rng)
+    step, position = step + 1, position + 1
+    pending.append(hooks.keep(step_metrics, state))
+    at_eval = step % eval_period == 0 or step == train_steps
+    at_log = step % log_period == 0 or step == train_steps
+    stop = stop_requested() if step < train_steps else None
+    if at_eval or at_log or stop is not None:
+      fetched = jax.device_get(pending)
+      extra = hooks.check(fetched, step - len(pending) + 1, extra)
+    if at_log:
+      hooks.log(fetched, step, extra, progress)
+      pending = []
+    if at_eval:
+      extra, last_eval, score = hooks.evaluate(step, state, extra)
+      extra = {**extra, "data": data_state(position)}
+      checkpoints.save(state, extra, score=score)
+      progress.restart_clock(step)
+    if stop is not None:
+      stop_after_step(stop, state, extra, train_steps, position, checkpoints, None if at_eval else data_state)
+  return state, last_eval, extra
+
+
 def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict], rng: jax.Array,
         train_steps: int, eval_period: int, log_period: int, evaluate: Callable[[object], Dict[str, float]],
         export: Callable[[int, object, Dict[str, float]], None], checkpoints: Checkpoints, writer: MetricWriter,
@@ -166,61 +213,57 @@ def run(state, *, train_step: Callable, frozen, batch_at: Callable[[int], dict],
 
   stop_requested() -> a signal number (safety.stop_on_signals) ends training after the current step: its
   losses are checked, it is checkpointed with its data position (unless that step's checkpoint was just
-  written) and safety.Stopped is raised naming the checkpoint.
+  written) and safety.Stopped is raised naming it.
   """
   best_key = f"best_{best_metric}"
   skipping = max_consecutive_skips is not None
   if skipping and nonfinite_counts(state.opt_state) is None:
     raise ValueError("max_consecutive_skips needs an optimizer wrapped by train_step.skip_nonfinite.")
-  step = int(state.step)
-  position = int((extra.get("data") or {}).get("position", step))
-  progress = Progress(step, train_steps)
-  pending, last_eval = [], None
-  while step < train_steps:
-    state, step_metrics = train_step(state, frozen, batch_at(position), rng)
-    step, position = step + 1, position + 1
+  skipped = []  # the steps of the last fetch whose updates were skipped
+
+  def keep(step_metrics, state):
     # Copies of the optimizer's counters: the state's own buffers are donated to the next step.
-    pending.append((step_metrics, nonfinite_counts(state.opt_state) if skipping else None))
-    at_eval = step % eval_period == 0 or step == train_steps
-    at_log = step % log_period == 0 or step == train_steps
-    stop = stop_requested() if step < train_steps else None
-    if at_eval or at_log or stop is not None:
-      fetched, counts = zip(*jax.device_get(pending))  # One host transfer for the checks and the log.
-      first = step - len(pending) + 1
-      if skipping:
-        skipped = check_skips(counts, first, max_consecutive_skips, checkpoints)
-      else:
-        check_finite([m["loss"] for m in fetched], first, checkpoints)
-    if at_log:
-      applied = fetched
-      if skipping:
-        applied = [m for s, m in enumerate(fetched, first) if s not in skipped] or fetched
-        if skipped:
-          print(f"  non-finite gradients: skipped the updates of steps {skipped} ({int(counts[-1]['total'])} "
-                "skipped in all)", flush=True)
-      sums = jax.tree.map(lambda *xs: sum(xs), *applied)
-      loss = float(sums["loss"]) / len(applied)
-      accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
-      rates = progress.report(step, loss, accuracy, float(sums["tokens"]))
-      writer.write("train", step, {"loss": loss, "accuracy": accuracy,
-                                   "grad_norm": float(sums["grad_norm"]) / len(applied), **rates,
-                                   **({"skipped_updates": int(counts[-1]["total"])} if skipping else {})})
-      pending = []
-    if at_eval:
-      last_eval = evaluate(state.trainable)
-      writer.write(eval_split, step, last_eval)
-      improved = extra.get(best_key) is None or last_eval[best_metric] > extra[best_key]
-      if improved:
-        extra = {**extra, best_key: last_eval[best_metric], "best_step": step}
-        export(step, jax.device_get(state.trainable), last_eval)
-      print(f"  {eval_split} at step {step}: {format_metrics(last_eval)}{' (best, exported)' if improved else ''}",
-            flush=True)
-      extra = {**extra, "data": data_state(position)}
-      checkpoints.save(state, extra, score=last_eval[best_metric])
-      progress.restart_clock(step)
-    if stop is not None:
-      stop_after_step(stop, state, extra, train_steps, position, checkpoints, None if at_eval else data_state)
-  return state, last_eval, extra
+    return step_metrics, nonfinite_counts(state.opt_state) if skipping else None
+
+  def check(fetched, first, extra):
+    metrics, counts = zip(*fetched)
+    if skipping:
+      skipped[:] = check_skips(counts, first, max_consecutive_skips, checkpoints)
+    else:
+      check_finite([m["loss"] for m in metrics], first, checkpoints)
+    return extra
+
+  def log(fetched, step, extra, progress):
+    del extra
+    metrics, counts = zip(*fetched)
+    first = step - len(metrics) + 1
+    applied = [m for s, m in enumerate(metrics, first) if s not in skipped] or metrics
+    if skipped:
+      print(f"  non-finite gradients: skipped the updates of steps {skipped} ({int(counts[-1]['total'])} "
+            "skipped in all)", flush=True)
+    sums = jax.tree.map(lambda *xs: sum(xs), *applied)
+    loss = float(sums["loss"]) / len(applied)
+    accuracy = 100.0 * float(sums["correct"]) / max(float(sums["count"]), 1.0)
+    rates = progress.report(step, loss, accuracy, float(sums["tokens"]))
+    writer.write("train", step, {"loss": loss, "accuracy": accuracy,
+                                 "grad_norm": float(sums["grad_norm"]) / len(applied), **rates,
+                                 **({"skipped_updates": int(counts[-1]["total"])} if skipping else {})})
+
+  def evaluate_and_export(step, state, extra):
+    metrics = evaluate(state.trainable)
+    writer.write(eval_split, step, metrics)
+    improved = extra.get(best_key) is None or metrics[best_metric] > extra[best_key]
+    if improved:
+      extra = {**extra, best_key: metrics[best_metric], "best_step": step}
+      export(step, jax.device_get(state.trainable), metrics)
+    print(f"  {eval_split} at step {step}: {format_metrics(metrics)}{' (best, exported)' if improved else ''}",
+          flush=True)
+    return extra, metrics, metrics[best_metric]
+
+  return drive(state, train_step=train_step, frozen=frozen, batch_at=batch_at, rng=rng, train_steps=train_steps,
+               eval_period=eval_period, log_period=log_period, checkpoints=checkpoints, extra=extra,
+               hooks=Hooks(keep, check, log, evaluate_and_export), data_state=data_state,
+               stop_requested=stop_requested)
 
 
 def stop_after_step(signum: int, state, extra: dict, train_steps: int, position: int, checkpoints: Checkpoints,

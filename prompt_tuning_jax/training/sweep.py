@@ -305,40 +305,32 @@ def run_loop(state: TrainState, *, step_fn: Callable, frozen, rngs, groups: Mapp
              batch_at: Callable[[int], dict], options: fit.FitOptions, evaluate: Callable, save_best: Callable,
              checkpoints: Checkpoints, writer: MetricWriter, extra: dict, key: str,
              data_state: Callable[[int], dict], stop_requested: Callable[[], Optional[int]]):
-  """loop.run for a sweep: train, log and evaluate every member, checkpoint all of them together.
+  """loop.drive for a sweep: train, log and evaluate every member, checkpoint all of them together.
   Returns (state, {member: last metrics} or None, extra)."""
-  step = int(state.step)
-  position = int((extra.get("data") or {}).get("position", step))
-  progress, pending, last_eval = Progress(step, options.train_steps), [], None
   total = sum(len(g.members) for g in groups.values())
-  while step < options.train_steps:
-    state, metrics = step_fn(state, frozen, batch_at(position), rngs)
-    step, position = step + 1, position + 1
-    pending.append(metrics)
-    at_eval = step % options.eval_period == 0 or step == options.train_steps
-    at_log = step % options.log_period == 0 or step == options.train_steps
-    stop = stop_requested() if step < options.train_steps else None
-    if at_eval or at_log or stop is not None:
-      fetched = jax.device_get(pending)
-      extra = note_divergence(fetched, step - len(pending) + 1, groups, extra)
-      if all(r["diverged_at"] is not None for r in extra["members"]):
-        raise loop.NonFiniteLossError(f"every one of the {total} sweep members diverged (non-finite loss or "
-                                      f"gradients) by step {step}; {loop._kept(checkpoints)}. Lower the learning "
-                                      "rates in SWEEP.")  # pylint: disable=protected-access
-    if at_log:
-      log_members(fetched, step, groups, extra, writer, progress)
-      pending = []
-    if at_eval:
-      extra, last_eval = evaluate_members(step, state, evaluate, groups, extra, key, writer, options.eval_split,
-                                          save_best)
-      extra = {**extra, "data": data_state(position)}
-      best = [r["best"] for r in extra["members"] if r["best"] is not None]
-      checkpoints.save(state, extra, score=max(best) if best else None)
-      progress.restart_clock(step)
-    if stop is not None:
-      loop.stop_after_step(stop, state, extra, options.train_steps, position, checkpoints,
-                           None if at_eval else data_state)
-  return state, last_eval, extra
+
+  def check(fetched, first, extra):
+    extra = note_divergence(fetched, first, groups, extra)
+    if all(r["diverged_at"] is not None for r in extra["members"]):
+      raise loop.NonFiniteLossError(f"every one of the {total} sweep members diverged (non-finite loss or "
+                                    f"gradients) by step {first + len(fetched) - 1}; {loop._kept(checkpoints)}. "
+                                    "Lower the learning rates in SWEEP.")  # pylint: disable=protected-access
+    return extra
+
+  def log(fetched, step, extra, progress):
+    log_members(fetched, step, groups, extra, writer, progress)
+
+  def evaluate_all(step, state, extra):
+    extra, scores = evaluate_members(step, state, evaluate, groups, extra, key, writer, options.eval_split,
+                                     save_best)
+    best = [r["best"] for r in extra["members"] if r["best"] is not None]
+    return extra, scores, max(best) if best else None
+
+  hooks = loop.Hooks(keep=lambda step_metrics, state: step_metrics, check=check, log=log, evaluate=evaluate_all)
+  return loop.drive(state, train_step=step_fn, frozen=frozen, batch_at=batch_at, rng=rngs,
+                    train_steps=options.train_steps, eval_period=options.eval_period,
+                    log_period=options.log_period, checkpoints=checkpoints, extra=extra, hooks=hooks,
+                    data_state=data_state, stop_requested=stop_requested)
 
 
 def _data_state(groups: Mapping[str, Group], data: fit.TrainData) -> Callable[[int], dict]:
