@@ -925,7 +925,9 @@ def section_compare(results_dir: Path) -> str:
   records = load_part(results_dir, "compare")
   if not records:
     return "\n".join(out + [not_run("bench-compare") + "\n`python scripts/bench.py plan compare` lists its "
-                             "sweeps (5 learning rates x 3 seeds per method and task) and their estimated time."])
+                             "sweeps (5 learning rates x 3 seeds per method and task) and their estimated time: "
+                             "on this 2-core CPU far beyond a working session (the wall-time table below), so it "
+                             "waits for a machine with an accelerator, where the same command runs unchanged."])
   finals = {r["id"][:-len(".final")]: r for r in records if r["id"].endswith(".final")}
   rows = []
   for r in (r for r in records if r["stage"] == "sweep"):
