@@ -51,11 +51,38 @@ def profile_section(profile: Optional[dict], bars: Callable[..., str]) -> str:
   out.append("\nThe kinds add up to the traced step exactly; the column \"sum of kinds / untraced\" compares them "
              "with the untraced step (the profiler's own overhead and the machine's load between the two). The "
              "last two columns are the dots' own rate (their FLOPs over their time) against the matmul peak.\n")
+  out.append(whats_left(profile))
   out.append(bars([r["label"] for r in profile["methods"]], kinds,
                   [[r["shares_percent"].get(k, 0) for k in kinds] for r in profile["methods"]],
                   "share of the step, %", "Train step by kind of work (CPU)", "profile_step.png"))
   out.append(f"Command: `{profile['command']}` (record `results/profile_step.json`).\n")
   return "\n".join(out)
+
+
+ELEMENTWISE = ("softmax and mask", "dropout randomness", "dropout apply", "LayerNorm", "GELU", "other elementwise",
+               "layout copies")
+
+
+def whats_left(profile: dict) -> str:
+  """What keeps P-Tuning v2 P=20's float32 step from the matmul peak, from its row of the profile."""
+  row = next((r for r in profile["methods"] if r["method"] == "deep_p20"), None)
+  if row is None:
+    return ""
+  shares, dots = row["shares_percent"], row["matmuls"]
+  dense, attention = dots["dense matmuls"], dots["attention matmuls"]
+  if not dense.get("percent_of_matmul_peak") or not attention.get("percent_of_matmul_peak"):
+    return ""
+  elementwise = sum(shares.get(k, 0) for k in ELEMENTWISE)
+  return (f"\n**What is left** (P-Tuning v2 P=20, float32): the dense dots already run at "
+          f"{dense['percent_of_matmul_peak']:.0f}% of the peak and take {shares['dense matmuls']:.0f}% of the step. "
+          f"The attention's score and context products take {shares['attention matmuls']:.0f}% at "
+          f"{attention['percent_of_matmul_peak']:.0f}% of the peak: they are [B x heads] = 384 batches of "
+          "[128 x 32] x [32 x 148] matrices, too small for XLA CPU's batched dot to reach speed (laid out as "
+          "[B*heads, M, K] x [B*heads, K, N] first, they ran twice as fast alone, but the whole step was no faster, "
+          "measured, so that layout was not kept). The elementwise work (softmax and mask, dropout randomness, "
+          f"LayerNorm, exact-erf GELU, copies) takes {elementwise:.0f}%: passes over memory with few multiply-adds, far from matmul "
+          "speed. Neither part can reach the peak, which is why the float32 targets are missed; bfloat16 activations "
+          "halve the dense dots' time (AMX) and are where the targets are met.\n")
 
 
 def peers_section(peers: Optional[dict]) -> str:
@@ -101,7 +128,8 @@ def bf16_section(bf16: Optional[dict], speed: Optional[dict]) -> str:
                f"{acc['float32']:.2f}%, bfloat16 {acc['bfloat16']:.2f}% "
                f"({bf16['bfloat16_minus_float32_points']:+.2f} points); wall "
                + ", ".join(f"{d} {r['wall_seconds'] / 60:.0f} min" for d, r in bf16["runs"].items())
-               + " (record `results/bench_bf16.json`).\n")
+               + " (record `results/bench_bf16.json`; wall times as they fell on a shared machine: the step "
+               "times above are the speed comparison).\n")
   out.append(GPU_NOTE)
   return "\n".join(out)
 
