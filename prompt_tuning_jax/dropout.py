@@ -4,13 +4,21 @@ jax draws threefry bits on CPU through a rolled loop (five XLA while-loop iterat
 [B, N, T, K] counter arrays in memory); on the attention probabilities that was a quarter of a P-Tuning v2 train
 step (scripts/profile_step.py). `keep_mask` computes the same Threefry-2x32 hash of the same counters, unrolled, so
 XLA fuses it into one loop with the compare (and often with the select that applies it): the masks are bit for bit
-those of `jax.random.bernoulli(key, keep_prob, shape)` (tests/test_dropout.py), so every float32 number a test or a
-checkpoint recorded stays the same. Keys of another implementation (USE_HARDWARE_RNG's 'unsafe_rbg') and a
+those of `jax.random.bernoulli(key, keep_prob, shape)` (tests/test_precision.py). Keys of another implementation (USE_HARDWARE_RNG's 'unsafe_rbg') and a
 non-partitionable threefry config go through `jax.random.bernoulli` itself.
+
+Masks that do not depend on padding: given a `canonical_shape` (the shape with every sequence axis at its full
+length, e.g. the position table's), element (i0, i1, ...) hashes its index in that canonical array, so position t
+of a row draws the same bit whether the batch is padded to 16 or to 128 (the mask is a slice of the canonical
+one). A sweep pads every member's batch to the longest member's (training/sweep.py); this is what keeps each
+member equal to its run alone. With canonical_shape = shape it is the plain mask above. The BERT-family encoder
+draws its hidden and attention masks this way, over the position table's length; T5's and the per-token heads'
+masks still follow the padded shape (no sweep pads those), and the other heads' and the prompts' have no padded
+axis.
 """
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -44,16 +52,30 @@ def _fast_path(key: jax.Array, size: int) -> bool:
           and size < 2 ** 32)
 
 
-def keep_mask(key: jax.Array, keep_prob: float, shape: Sequence[int]) -> jax.Array:
-  """Bool [shape]: True with probability `keep_prob`, equal to jax.random.bernoulli(key, keep_prob, shape)."""
+def _flat_index(shape: Sequence[int], canonical_shape: Sequence[int]) -> jax.Array:
+  """uint32 [shape]: each element's flat (row-major) index in an array of `canonical_shape` >= shape."""
+  if tuple(shape) == tuple(canonical_shape):
+    return jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+  index, stride = jnp.zeros(shape, jnp.uint32), 1
+  for axis in reversed(range(len(shape))):
+    index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
+    stride *= canonical_shape[axis]
+  return index
+
+
+def keep_mask(key: jax.Array, keep_prob: float, shape: Sequence[int],
+              canonical_shape: Optional[Sequence[int]] = None) -> jax.Array:
+  """Bool [shape]: True with probability `keep_prob`, equal to jax.random.bernoulli(key, keep_prob, shape);
+  with `canonical_shape` (>= shape on every axis), equal to that of canonical_shape sliced to `shape`."""
   shape = tuple(int(d) for d in shape)
-  size = math.prod(shape)
+  canonical = shape if canonical_shape is None else tuple(max(int(c), s) for c, s in zip(canonical_shape, shape))
+  size = math.prod(canonical)
   if not _fast_path(key, size):
     return jax.random.bernoulli(key, keep_prob, shape)
   k1, k2 = jax.random.key_data(key)
   # jax's partitionable bits: element i hashes the counter pair (i >> 32, i & 0xffffffff) = (0, i) and keeps the
   # xor of the two output words.
-  counts = jax.lax.iota(jnp.uint32, size).reshape(shape)
+  counts = _flat_index(shape, canonical)
   y0, y1 = threefry2x32(k1, k2, jnp.zeros_like(counts), counts)
   bits = y0 ^ y1
   # jax.random.uniform keeps the top 23 bits m as the float m / 2**23, and bernoulli keeps it when that is below
@@ -64,23 +86,35 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: Sequence[int]) -> jax.Arr
   return bits < np.uint32(threshold)
 
 
-def dropout(inputs: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[int] = ()) -> jax.Array:
-  """inputs / (1 - rate) where the mask keeps them, else 0 (flax's nn.Dropout numerics)."""
+def dropout(inputs: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[int] = (),
+            length_axes: Sequence[int] = (), padding: int = 0) -> jax.Array:
+  """inputs / (1 - rate) where the mask keeps them, else 0 (flax's nn.Dropout numerics).
+
+  `length_axes`: sequence axes, each `padding` positions short of its full length; their masks are drawn as
+  slices of the full-length mask (keep_mask's canonical_shape), the same however the batch was padded.
+  """
   if rate == 1.0:
     return jnp.zeros_like(inputs)
   keep_prob = 1.0 - rate
-  shape = [1 if i in [d % inputs.ndim for d in broadcast_dims] else s for i, s in enumerate(inputs.shape)]
-  mask = jnp.broadcast_to(keep_mask(key, keep_prob, shape), inputs.shape)
+  broadcast = [d % inputs.ndim for d in broadcast_dims]
+  shape = [1 if i in broadcast else s for i, s in enumerate(inputs.shape)]
+  lengths = [d % inputs.ndim for d in length_axes]
+  canonical = [s + padding if i in lengths and i not in broadcast else s for i, s in enumerate(shape)]
+  mask = jnp.broadcast_to(keep_mask(key, keep_prob, shape, canonical), inputs.shape)
   return jax.lax.select(mask, inputs / keep_prob, jnp.zeros_like(inputs))
 
 
 class Dropout(nn.Module):
-  """A drop-in for `flax.linen.Dropout` (same rng stream 'dropout', same masks), faster on CPU."""
+  """A drop-in for `flax.linen.Dropout` (same rng stream 'dropout', same masks), faster on CPU.
+
+  With `length_axes` and a call's `padding` > 0, the masks along those axes do not depend on how far the batch
+  was padded (`dropout`)."""
   rate: float
   broadcast_dims: Sequence[int] = ()
+  length_axes: Sequence[int] = ()
 
   @nn.compact
-  def __call__(self, inputs: jax.Array, deterministic: bool) -> jax.Array:
+  def __call__(self, inputs: jax.Array, deterministic: bool, padding: int = 0) -> jax.Array:
     if self.rate == 0.0 or deterministic:
       return inputs
-    return dropout(inputs, self.rate, self.make_rng("dropout"), self.broadcast_dims)
+    return dropout(inputs, self.rate, self.make_rng("dropout"), self.broadcast_dims, self.length_axes, padding)

@@ -295,7 +295,7 @@ def build_step(method_gin: str, bindings: dict, backbone, batch: int, length: in
   loop.use_hardware_rng(train_bindings["use_hardware_rng"])  # Before any key is made, as train() does.
   infos = {"sst2": tasks.info("sst2")}
   config = config.replace(dtype=train_bindings.get("activation_dtype", "float32"))  # as train() does
-  model = encoder.build_model(train_bindings["model_cls"], config, infos, "shared", 1)
+  model = encoder.build_model(train_bindings["model_cls"], config, infos, "shared", 1, length)
   contract = EncoderModel(model)
   params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
   trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
@@ -350,7 +350,7 @@ def bench_mixed_tasks(backbone, batch: int, length: int, warmup: int, steps: int
        np.arange(batch) % MIXED_TASKS)):
     train_bindings = configure("deep_prompt", {"PROMPT_LENGTH": 20})
     loop.use_hardware_rng(train_bindings["use_hardware_rng"])
-    contract = EncoderModel(encoder.build_model(train_bindings["model_cls"], config, infos, multitask, 1))
+    contract = EncoderModel(encoder.build_model(train_bindings["model_cls"], config, infos, multitask, 1, length))
     params = contract.init_params(jax.random.key(0), backbone_params, {"input_ids": (1, length)})
     trained, frozen = trainable.split_params(params, train_bindings["trainable_patterns"])
     eval_fn = jax.jit(make_eval_step(contract))

@@ -31,6 +31,17 @@ def test_keep_mask_is_jax_bernoulli(shape, keep):
                                   jax.random.bernoulli(key, keep, shape))
 
 
+def test_a_mask_is_a_slice_of_its_full_length_mask():
+  key = jax.random.key(4)
+  full = keep_mask(key, 0.9, (2, 3, 20, 25))
+  np.testing.assert_array_equal(keep_mask(key, 0.9, (2, 3, 8, 13), (2, 3, 20, 25)), full[:, :, :8, :13])
+  x = jax.random.normal(jax.random.key(1), (2, 20, 6))
+  short = Dropout(0.5, length_axes=(1,)).apply({}, x[:, :7], deterministic=False, padding=13,
+                                               rngs={"dropout": key})
+  long = Dropout(0.5, length_axes=(1,)).apply({}, x, deterministic=False, rngs={"dropout": key})
+  np.testing.assert_array_equal(short, long[:, :7])  # position t keeps or drops alike, however far it is padded
+
+
 @pytest.mark.parametrize("broadcast_dims", [(), (-2,), (0, 2)])
 def test_dropout_is_flax_dropout(broadcast_dims):
   x = jax.random.normal(jax.random.key(3), (4, 6, 10))

@@ -62,6 +62,11 @@ class BertConfig:
   has_pooler: bool = True
   # Hugging Face's model_type, for messages and for exporters that target one architecture.
   model_type: str = "bert"
+  # Dropout draws its masks as slices of those of a sequence this long, so a row's mask does not depend on how far
+  # its batch was padded (dropout.py; what keeps a sweep's members equal to their runs alone). The trainer sets it
+  # to the longest sequence the run feeds (TASK_FEATURE_LENGTHS plus an input prompt): padded that far, a mask is
+  # flax's. 0: the position table's length. Not a Hugging Face field.
+  dropout_length: int = 0
   # Recompute each layer's activations in the backward pass instead of keeping them
   # (less memory, about one more forward pass of compute). Not a Hugging Face field.
   remat: bool = False
@@ -151,6 +156,11 @@ def _dense(features, axes, name, kernel_init, config: Optional["BertConfig"] = N
       name=name)
 
 
+def _padding(config: "BertConfig", x) -> int:
+  """How far x's sequence axis (1) falls short of the config's dropout_length (BertConfig)."""
+  return max((config.dropout_length or config.max_position_embeddings) - x.shape[1], 0)
+
+
 def _store(x, config: "BertConfig"):
   """An activation as it is kept between operations: in the config's activation dtype."""
   return x.astype(config.activation_dtype) if config.low_precision else x
@@ -179,7 +189,7 @@ class Embeddings(nn.Module):
       self.token_type_embeddings = nn.Embed(
           c.type_vocab_size, width, embedding_init=with_axes(init, "token_types", "embed"))
     self.layer_norm = _layer_norm(c, "layer_norm")
-    self.dropout = Dropout(c.hidden_dropout_prob)
+    self.dropout = Dropout(c.hidden_dropout_prob, length_axes=(1,))
 
   def embed_words(self, input_ids):
     """[B, T] ids -> [B, T, H] word embeddings (no positions)."""
@@ -190,7 +200,8 @@ class Embeddings(nn.Module):
     x = word_embeds + self.position_embeddings(position_ids)
     if self.config.type_vocab_size:
       x = x + self.token_type_embeddings(token_type_ids)
-    return self.dropout(_store(self.layer_norm(x), self.config), deterministic=deterministic)
+    return self.dropout(_store(self.layer_norm(x), self.config), deterministic=deterministic,
+                        padding=_padding(self.config, x))
 
 
 class SelfAttention(nn.Module):
@@ -222,7 +233,8 @@ class SelfAttention(nn.Module):
     logits = precision.einsum("bqnd,bknd->bnqk", q, k, c.activation_dtype) / math.sqrt(d)  # float32 in either dtype
     logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
     probs = _store(jax.nn.softmax(logits, axis=-1), c)
-    probs = Dropout(c.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+    probs = Dropout(c.attention_probs_dropout_prob, length_axes=(2, 3))(probs, deterministic=deterministic,
+                                                                       padding=_padding(c, x))
     out = _store(precision.einsum("bnqk,bknd->bqnd", probs, v, c.activation_dtype), c).reshape(b, t, n * d)
     return _dense(c.hidden_size, ("joined_kv", "embed"), "out", init, c)(out)
 
@@ -245,7 +257,8 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x, mask, prefix: Optional[Prefix], deterministic: bool):
     c = self.config
-    drop = lambda y: Dropout(c.hidden_dropout_prob)(y, deterministic=deterministic)
+    drop = lambda y: Dropout(c.hidden_dropout_prob, length_axes=(1,))(y, deterministic=deterministic,
+                                                                     padding=_padding(c, x))
     # The residual sums and LayerNorms run in float32 (the sublayers return float32); their outputs are stored.
     x = _store(_layer_norm(c, "attention_layer_norm")(
         x + drop(SelfAttention(c, name="attention")(x, mask, prefix, deterministic))), c)

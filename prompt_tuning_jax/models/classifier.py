@@ -54,6 +54,14 @@ class EncoderClassifier(nn.Module):
   def prompt_length(self) -> int:
     return 0 if self.prompt is None else self.prompt.length
 
+  def sequence_length(self, text_length: int) -> int:
+    """The length of the sequence the backbone runs over for a text of `text_length` tokens (with an input
+    prompt's or P-Tuning's virtual tokens)."""
+    if self.prompt is None:
+      return text_length
+    template = prompt_template(self.prompt)
+    return text_length + (template.length if isinstance(template, (InputPrompt, PTuningEncoder)) else 0)
+
   def max_position(self, text_length: int) -> int:
     """Position ids a text of `text_length` tokens needs (before the config's offset)."""
     if self.prompt is None:

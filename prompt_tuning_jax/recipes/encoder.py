@@ -41,8 +41,9 @@ def head_kind(infos: Dict[str, tasks.TaskInfo]) -> str:
 
 
 def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict[str, tasks.TaskInfo],
-                multitask_prompt: str, ensemble_size: int) -> EncoderClassifier:
-  """The configured model with the tasks' head kind, widened for a mixture or an ensemble.
+                multitask_prompt: str, ensemble_size: int, max_length: int) -> EncoderClassifier:
+  """The configured model with the tasks' head kind, widened for a mixture or an ensemble; its dropout masks
+  are slices of those of the longest sequence a text of `max_length` tokens makes (BertConfig.dropout_length).
 
   A mixture trains one shared prompt ('shared', P-Tuning v2's multi-task setting) or one
   prompt per task in mixed-task batches ('per_task', a PromptBank indexed by task id), and
@@ -52,6 +53,7 @@ def build_model(model_cls: Callable[..., EncoderClassifier], config, infos: Dict
   kind, num_tasks = head_kind(infos), len(infos)
   num_labels = max(families.head_outputs(info.family, info.label_names) for info in infos.values())
   model = model_cls(config=config, num_labels=num_labels).clone(head_kind=kind)
+  model = model.clone(config=dataclasses.replace(config, dropout_length=model.sequence_length(max_length)))
   check_mixture_settings(multitask_prompt, ensemble_size)
   if num_tasks > 1 and ensemble_size > 1:
     raise errors.ConfigError(f"an ensemble trains on one task, but MIXTURE_OR_TASK_NAME is a mixture of {num_tasks} "
@@ -193,8 +195,8 @@ def train(model_dir: str = gin.REQUIRED,
   vocabulary = vocabularies.wordpiece_vocabulary(backbone_path / "vocab.txt")  # The tasks tokenize with it.
   config, backbone_params = load_backbone(backbone_path)
   config = dataclasses.replace(config, remat=remat, dtype=activation_dtype)
-  module = checked_model(build_model(model_cls, config, infos, multitask_prompt, ensemble_size), config, run,
-                         batch_size, max_length, trainable_patterns)
+  module = checked_model(build_model(model_cls, config, infos, multitask_prompt, ensemble_size, max_length), config,
+                         run, batch_size, max_length, trainable_patterns)
   model = EncoderModel(module, ensemble_size, EncoderBatcher(max_length, data_dir, vocabulary))
   train_data = load_data(model.batcher, names, train_names, eval_names, train_split, eval_split, batch_size, seed)
   describe_data(train_data, names, train_split, eval_split)
@@ -294,7 +296,7 @@ def build_members(a: Mapping[str, Any], settings, run: fit.Run, config, batcher:
   for index, member_settings in enumerate(settings):
     with sweep_settings.bound_macros(member_settings):
       described = member_optimizer(a)
-      module = checked_model(build_model(a["model_cls"], config, infos, a["multitask_prompt"], 1),
+      module = checked_model(build_model(a["model_cls"], config, infos, a["multitask_prompt"], 1, batcher.max_length),
                                      config, run, a["batch_size"], batcher.max_length, a["trainable_patterns"])
     seed = int(member_settings.get("RANDOM_SEED", a["seed"]))
     out.append(sweeps.Member(index, dict(member_settings), seed, EncoderModel(module, 1, batcher), described,

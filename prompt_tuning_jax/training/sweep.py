@@ -5,12 +5,11 @@ Members that share a compiled module and optimizer structure form a group: their
 optimizer states are stacked on a leading member axis and one `jax.vmap`ped step trains them, with each
 member's own learning rate (a traced scalar: steps.with_learning_rate), initialisation, dropout key and
 batch order (seed); the batch carries one slice per member ([K, B, T], each member's batch padded to the
-longest of the step). Padded positions are masked, but dropout draws its masks for the padded shape: a member
-equals its run alone (to float rounding, ~1e-7) when its batches need no extra padding (members of one seed,
-or every example within the first length bucket, 16 tokens) or dropout is off; otherwise it trains on its own
-examples in its own order with other (equally distributed) dropout masks than its run alone. Float rounding
-differs from the run alone too (batched matmuls, a traced learning rate), and Adam's normalised updates can
-grow such differences over many steps. Members that differ in module or
+longest of the step). Padded positions are masked, and the encoder's dropout masks do not depend on padding
+(dropout.py: a row's mask is a slice of its full-length mask), so a member equals its run alone to float rounding
+(~1e-6: the padded matmuls sum in another order, batched matmuls and a traced learning rate round differently,
+and Adam's normalised updates can grow such differences over many steps). Sequence-labelling heads' own dropout
+(HEAD_DROPOUT on per-token states) still follows the padded shape. Members that differ in module or
 schedule (PROMPT_LENGTH, PROMPT_REPARAM_HIDDEN, HEAD_DROPOUT, WARMUP_STEPS) are separate groups of the same
 step. The frozen backbone is one argument shared by every group. On a mesh each member's batch rows are split
 over the 'data' axis as in a run alone; the members' (small) trained parameters are replicated.
