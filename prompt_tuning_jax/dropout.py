@@ -4,15 +4,15 @@ jax draws threefry bits on CPU through a rolled loop (five XLA while-loop iterat
 [B, N, T, K] counter arrays in memory); on the attention probabilities that was a quarter of a P-Tuning v2 train
 step (scripts/profile_step.py). `keep_mask` computes the same Threefry-2x32 hash of the same counters, unrolled, so
 XLA fuses it into one loop with the compare (and often with the select that applies it): the masks are bit for bit
-those of `jax.random.bernoulli(key, keep_prob, shape)` (tests/test_precision.py). Keys of another implementation (USE_HARDWARE_RNG's 'unsafe_rbg') and a
-non-partitionable threefry config go through `jax.random.bernoulli` itself.
+those of `jax.random.bernoulli(key, keep_prob, shape)` (tests/test_precision.py). Keys of another implementation
+(USE_HARDWARE_RNG's 'unsafe_rbg') and a non-partitionable threefry config go through `jax.random.bernoulli` itself.
 
 Masks that do not depend on padding: given a `canonical_shape` (the shape with every sequence axis at its full
-length, e.g. the position table's), element (i0, i1, ...) hashes its index in that canonical array, so position t
+length), element (i0, i1, ...) hashes its index in that canonical array, so position t
 of a row draws the same bit whether the batch is padded to 16 or to 128 (the mask is a slice of the canonical
 one). A sweep pads every member's batch to the longest member's (training/sweep.py); this is what keeps each
 member equal to its run alone. With canonical_shape = shape it is the plain mask above. The BERT-family encoder
-draws its hidden and attention masks this way, over the position table's length; T5's and the per-token heads'
+draws its hidden and attention masks this way, over BertConfig.dropout_length (the run's longest sequence); T5's and the per-token heads'
 masks still follow the padded shape (no sweep pads those), and the other heads' and the prompts' have no padded
 axis.
 """

@@ -86,19 +86,15 @@ def dot_general_spec(lhs_ndim: int, rhs_ndim: int, dimension_numbers) -> str:
   return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
 
 
-def _lowp_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+def float32_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  """lax.dot_general with a float32 result (for nn.Dense(dot_general=...)), low-precision in both passes."""
   del precision, preferred_element_type  # Always float32 accumulation; XLA CPU ignores precision.
   return matmul_einsum(dot_general_spec(lhs.ndim, rhs.ndim, dimension_numbers), lhs, rhs)
 
 
-def float32_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-  """lax.dot_general with a float32 result (for nn.Dense(dot_general=...)), low-precision in both passes."""
-  return _lowp_dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
-
-
 def same_dtype_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
   """lax.dot_general accumulated in float32 and rounded back to the operands' dtype."""
-  return _lowp_dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type).astype(lhs.dtype)
+  return float32_dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type).astype(lhs.dtype)
 
 
 def einsum(spec: str, a: jax.Array, b: jax.Array, dtype) -> jax.Array:
