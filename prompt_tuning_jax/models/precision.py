@@ -17,6 +17,13 @@ import jax
 import jax.numpy as jnp
 
 
+def _indices(spec: str):
+  """'A,B->C' -> ('A', 'B', 'C')."""
+  inputs, output = spec.split("->")
+  a, b = inputs.split(",")
+  return a, b, output
+
+
 def _matmul(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   """jnp.einsum(spec, a, b, preferred_element_type=float32); a batched one as [batch, M, K] x [batch, K, N].
 
@@ -26,8 +33,8 @@ def _matmul(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   specs (the dense layers) work as they are, and run faster without the transposes (measured 650 against 465
   GFLOP/s for the MLP's input gradient).
   """
-  (sa, sb), sc = spec.split("->")[0].split(","), spec.split("->")[1]
-  if any(x not in other + sc for x, other in [(x, sb) for x in sa] + [(x, sa) for x in sb]):
+  sa, sb, sc = _indices(spec)
+  if any(x not in sb + sc for x in sa) or any(x not in sa + sc for x in sb):
     raise ValueError(f"{spec!r} sums an index out of one operand; only (batched) matrix multiplies are supported.")
   batch = [x for x in sa if x in sb and x in sc]
   if not batch:
@@ -62,7 +69,7 @@ def _matmul_einsum_fwd(spec, a, b):
 
 def _matmul_einsum_bwd(spec, residuals, g):
   a, b = residuals
-  (sa, sb), sc = spec.split("->")[0].split(","), spec.split("->")[1]
+  sa, sb, sc = _indices(spec)
   da = _matmul(f"{sc},{sb}->{sa}", g.astype(b.dtype), b)
   db = _matmul(f"{sa},{sc}->{sb}", a, g.astype(a.dtype))
   return da.astype(a.dtype), db.astype(b.dtype)
